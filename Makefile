@@ -1,0 +1,32 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv when missing.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+export GLOG_minloglevel := 2
+
+.PHONY: demo test lint zoo clean sample
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 1; }
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) samples/demo.py
+
+test: $(STAMP)
+	$(VENV)/bin/ruff check vitdeploy tests samples
+	$(PY) -m pytest -q
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check vitdeploy tests samples
+
+# Retrain the bundled sample (deterministic; a few minutes on 2 cores).
+sample: $(STAMP)
+	$(PY) samples/train_digits.py
+
+clean:
+	rm -rf $(VENV) .cache build demo-out *.egg-info

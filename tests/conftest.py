@@ -1,0 +1,70 @@
+"""Shared fixtures: the repo root, the sample, and a CLI runner that spawns the real console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/oracle.py
+os.environ.setdefault("GLOG_minloglevel", "2")
+
+
+@dataclass
+class Run:
+    code: int
+    stdout: str
+    stderr: str
+
+
+def run_cli(*args: str, cwd: Path | None = None) -> Run:
+    """Run ``vitdeploy`` as a user would (a real subprocess, real exit code and streams)."""
+    env = {**os.environ, "GLOG_minloglevel": "2"}
+    p = subprocess.run([sys.executable, "-m", "vitdeploy.cli", *map(str, args)], cwd=cwd,
+                       capture_output=True, text=True, env=env)
+    return Run(p.returncode, p.stdout, p.stderr)
+
+
+def assert_one_line_error(r: Run, *needles: str) -> None:
+    assert r.code == 1, (r.code, r.stdout, r.stderr)
+    lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+    assert len(lines) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    for n in needles:
+        assert n.lower() in lines[0].lower(), (n, lines[0])
+
+
+@pytest.fixture(scope="session")
+def sample() -> dict:
+    return json.loads((ROOT / "samples" / "sample.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def sample_export(tmp_path_factory, sample) -> Path:
+    out = tmp_path_factory.mktemp("sample") / "export"
+    r = run_cli("export", sample["model"], "--weights", ROOT / sample["weights"], "--out", out,
+                "--labels", ROOT / sample["labels"])
+    assert r.code == 0, r.stderr
+    return out
+
+
+def randomize_state(layer, seed: int = 0, std: float = 0.02) -> dict:
+    """Perturb every float tensor so biases, BN statistics and attention biases are non-trivial."""
+    rng = np.random.default_rng(seed)
+    new = {}
+    for k, v in layer.state_dict().items():
+        a = v.numpy()
+        if a.dtype.kind == "f":
+            a = a + rng.normal(0.0, std, a.shape).astype(a.dtype)
+            if k.endswith("_variance"):
+                a = np.abs(a) + 0.5
+        new[k] = a
+    layer.set_state_dict(new)
+    return new

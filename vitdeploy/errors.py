@@ -1,0 +1,39 @@
+"""The error hierarchy: every failure a user can cause is one of these, with a one-line message."""
+
+from __future__ import annotations
+
+
+class VitdeployError(Exception):
+    """Base class: the CLI prints ``str(err)`` on one line and exits 1."""
+
+
+class UnknownModelError(VitdeployError):
+    """A model name that is not in the registry."""
+
+
+class CheckpointError(VitdeployError):
+    """A checkpoint that cannot be read, is unsafe, or does not fit the model."""
+
+
+class UnsafeCheckpointError(CheckpointError):
+    """A pickle that asks for anything beyond containers and numpy arrays."""
+
+
+class ArtifactError(VitdeployError):
+    """A missing, incomplete or corrupt artifact directory."""
+
+
+class OutputExistsError(VitdeployError):
+    """An output path that exists and would be overwritten without --force."""
+
+
+class ImageError(VitdeployError):
+    """A file that is not a decodable image."""
+
+
+class RuntimeUnavailableError(VitdeployError):
+    """An unknown runtime, or one whose package is not installed."""
+
+
+class ExportError(VitdeployError):
+    """The Paddle export itself failed."""

@@ -1,0 +1,125 @@
+"""``vitdeploy export``: checkpoint -> Paddle inference model + preprocessing + manifest."""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import __version__
+from .artifacts import (INFERENCE_YML, LABELS, atomic_output_dir, inference_yml, read_labels,
+                        sha256, write_inference_yml, write_labels, write_manifest)
+from .errors import CheckpointError, ExportError
+from .models.loader import load_model
+
+Progress = Callable[[str], None]
+VERIFY_TOLERANCE = 1e-4  # max abs diff between the eager model and the exported program
+
+
+@dataclass
+class ExportResult:
+    out_dir: str
+    model: str
+    num_classes: int
+    input_shape: list
+    softmax: bool
+    files: dict[str, str]
+    verify_max_abs_diff: float
+
+
+def _versions() -> dict[str, str]:
+    import paddle
+
+    return {"vitdeploy": __version__, "paddlepaddle": paddle.__version__,
+            "numpy": np.__version__, "python": platform.python_version()}
+
+
+def fold_for_export(model) -> None:
+    """Apply every layer's export-time folding (LeViT: BN into Linear/Conv, bias tables)."""
+    for layer in model.sublayers(include_self=True):
+        fold = getattr(layer, "fold_for_export", None)
+        if fold is not None:
+            fold()
+
+
+def save_inference_model(model, path_prefix: Path, input_size: int, softmax: bool) -> None:
+    """paddle.jit.save with input ``x`` float32 [None, 3, H, W] (dynamic batch)."""
+    import paddle
+
+    class _WithSoftmax(paddle.nn.Layer):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return paddle.nn.functional.softmax(self.inner(x), axis=-1)
+
+    layer = _WithSoftmax(model) if softmax else model
+    layer.eval()
+    spec = [paddle.static.InputSpec([None, 3, input_size, input_size], "float32", "x")]
+    static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
+    paddle.jit.save(static, str(path_prefix))
+
+
+def export_model(model_name: str, weights: str | Path, out: str | Path, *,
+                 num_classes: int | None = None, labels: str | Path | None = None,
+                 softmax: bool = False, force: bool = False,
+                 progress: Progress | None = None) -> ExportResult:
+    say = progress or (lambda _msg: None)
+    weights = Path(weights)
+    say(f"loading {weights.name}")
+    loaded = load_model(model_name, weights, num_classes)  # validates before anything is written
+    cfg, n = loaded.config, loaded.num_classes
+    label_list = read_labels(labels, n) if labels else [f"class_{i}" for i in range(n)]
+    size = cfg.input_size
+
+    import paddle
+
+    rng = np.random.default_rng(0)
+    probe = rng.standard_normal((2, 3, size, size)).astype(np.float32)
+    with paddle.no_grad():
+        expected = loaded.model(paddle.to_tensor(probe)).numpy()
+    if softmax:
+        expected = np.exp(expected - expected.max(1, keepdims=True))
+        expected /= expected.sum(1, keepdims=True)
+    if not np.isfinite(expected).all():
+        raise CheckpointError(f"checkpoint {weights} gives non-finite outputs on {cfg.name}")
+
+    with atomic_output_dir(out, force=force) as tmp:
+        say("tracing and saving the inference program")
+        fold_for_export(loaded.model)
+        try:
+            save_inference_model(loaded.model, tmp / "inference", size, softmax)
+        except Exception as e:
+            raise ExportError(f"paddle.jit.save failed for {cfg.name}: {e}") from None
+        say("verifying the exported program with Paddle Inference")
+        from .runtimes.paddle import PaddleRuntime
+
+        with PaddleRuntime(tmp / "inference.json") as rt:
+            got = rt.predict(probe)
+        diff = float(np.abs(got - expected).max())
+        if not diff <= VERIFY_TOLERANCE:
+            raise ExportError(
+                f"exported {cfg.name} differs from the eager model by {diff:.3g} "
+                f"(> {VERIFY_TOLERANCE}); please report this"
+            )
+        write_labels(tmp / LABELS, label_list)
+        write_inference_yml(tmp / INFERENCE_YML, inference_yml(cfg.name, cfg.preprocess, n, softmax))
+        manifest = write_manifest(tmp, {
+            "format": "paddle",
+            "model": cfg.name,
+            "family": cfg.family,
+            "variant": loaded.variant,
+            "num_classes": n,
+            "softmax": softmax,
+            "input": {"name": "x", "dtype": "float32", "shape": [None, 3, size, size]},
+            "preprocess": cfg.preprocess.to_dict(),
+            "source": {"weights": weights.name, "sha256": sha256(weights)},
+            "verify": {"max_abs_diff": diff, "batch": 2},
+            "versions": _versions(),
+        })
+    return ExportResult(str(Path(out)), cfg.name, n, [None, 3, size, size], softmax,
+                        manifest["files"], diff)

@@ -1,0 +1,97 @@
+"""The unified predictor: one artifact directory, any runtime, shared pre/post-processing."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from .artifacts import ArtifactInfo, read_artifact_info
+from .errors import ArtifactError
+from .preprocess import collect_images, preprocess_image
+from .runtimes import Runtime, detect_runtime, get_runtime
+
+
+@dataclass
+class Top:
+    class_id: int
+    label: str
+    score: float
+
+
+@dataclass
+class Prediction:
+    image: str
+    top: list[Top]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def topk(scores: np.ndarray, k: int, labels: Sequence[str]) -> list[list[Top]]:
+    """Per row, the k best classes (ties broken by the lower class id)."""
+    k = min(k, scores.shape[1])
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    return [
+        [Top(int(c), labels[c] if c < len(labels) else str(int(c)), float(row[c])) for c in idx]
+        for row, idx in zip(scores, order)
+    ]
+
+
+class Predictor:
+    """``Predictor(dir)`` picks the runtime from the directory; ``runtime=`` names one."""
+
+    def __init__(self, artifact_dir: str | Path, runtime: str | None = None,
+                 threads: int | None = None) -> None:
+        self.info: ArtifactInfo = read_artifact_info(artifact_dir)
+        directory = self.info.directory
+        if runtime is None:
+            found = detect_runtime(directory)
+            if found is None:
+                raise ArtifactError(f"{directory} holds no model file any runtime can load")
+            cls, path = found
+        else:
+            cls = get_runtime(runtime)
+            path = cls.find_model(directory)
+            if path is None:
+                raise ArtifactError(f"{directory} holds no model file for runtime {runtime!r}")
+        self.runtime: Runtime = cls(path, threads=threads)
+        self.runtime.load()
+
+    @property
+    def input_size(self) -> int:
+        return self.info.preprocess.crop_size
+
+    def predict_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Raw model outputs for a preprocessed NCHW float32 batch."""
+        return self.runtime.predict(batch)
+
+    def predict_images(self, images: Iterable[str | Path], topk_k: int = 5,
+                       batch_size: int = 8) -> list[Prediction]:
+        paths = collect_images(images)
+        results: list[Prediction] = []
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            batch = np.stack([preprocess_image(p, self.info.preprocess) for p in chunk])
+            out = self.predict_batch(batch)
+            scores = out if self.info.softmax else softmax(out)
+            for p, top in zip(chunk, topk(scores, topk_k, self.info.labels)):
+                results.append(Prediction(str(p), top))
+        return results
+
+    def close(self) -> None:
+        self.runtime.close()
+
+    def __enter__(self) -> "Predictor":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

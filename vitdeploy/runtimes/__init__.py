@@ -1,0 +1,34 @@
+"""Runtime registry: adding a runtime is one module plus one line here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..errors import RuntimeUnavailableError
+from .base import Runtime, physical_cores
+from .paddle import PaddleRuntime
+
+RUNTIMES: dict[str, type[Runtime]] = {
+    PaddleRuntime.name: PaddleRuntime,
+}
+
+
+def get_runtime(name: str) -> type[Runtime]:
+    try:
+        return RUNTIMES[name]
+    except KeyError:
+        raise RuntimeUnavailableError(
+            f"unknown runtime {name!r}; available: {', '.join(RUNTIMES)}"
+        ) from None
+
+
+def detect_runtime(directory: Path) -> tuple[type[Runtime], Path] | None:
+    """The first runtime (registry order) that finds a model file in ``directory``."""
+    for cls in RUNTIMES.values():
+        path = cls.find_model(directory)
+        if path is not None:
+            return cls, path
+    return None
+
+
+__all__ = ["RUNTIMES", "Runtime", "detect_runtime", "get_runtime", "physical_cores"]

@@ -1,0 +1,62 @@
+"""The Runtime interface every backend implements (one small module per runtime)."""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+
+import numpy as np
+
+
+def physical_cores() -> int:
+    """Threads for inference sessions: physical cores, not hyper-threads."""
+    try:
+        cores = set()
+        with open("/proc/cpuinfo") as f:
+            phys = core = None
+            for line in f:
+                if line.startswith("physical id"):
+                    phys = line.split(":")[1].strip()
+                elif line.startswith("core id"):
+                    core = line.split(":")[1].strip()
+                    cores.add((phys, core))
+        if cores:
+            return min(len(cores), len(os.sched_getaffinity(0)))
+    except OSError:
+        pass
+    return max(1, (os.cpu_count() or 2) // 2)
+
+
+class Runtime(ABC):
+    """Load a model file once, then ``predict`` NCHW float32 batches -> [N, classes] float32."""
+
+    name: str = ""
+    precision: str = "fp32"  # what the runtime really computes in
+
+    def __init__(self, model_path: Path, threads: int | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.threads = threads or physical_cores()
+
+    @classmethod
+    @abstractmethod
+    def find_model(cls, directory: Path) -> Path | None:
+        """The model file this runtime would load from an artifact directory, if any."""
+
+    @abstractmethod
+    def load(self) -> None:
+        """Import the backend and build the session (heavy imports live here)."""
+
+    @abstractmethod
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        ...
+
+    def close(self) -> None:
+        """Release the session."""
+
+    def __enter__(self) -> "Runtime":
+        self.load()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
