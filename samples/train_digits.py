@@ -35,7 +35,7 @@ def to_png_pixels(images: np.ndarray) -> np.ndarray:
 def write_split(folder: Path, pixels: np.ndarray, targets: np.ndarray, ids: np.ndarray) -> None:
     import cv2
 
-    for img, t, i in zip(pixels, targets, ids):
+    for img, t, i in zip(pixels, targets, ids, strict=False):
         d = folder / str(int(t))
         d.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(d / f"digit_{int(i):04d}.png"), img)

@@ -7,6 +7,7 @@ of PaddleClas (and its dependencies) is never loaded. Nothing from the wheel shi
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -67,3 +68,24 @@ def oracle_factory(model_name: str):
         if model_name in getattr(m, "__all__", []):
             return getattr(m, model_name)
     raise KeyError(model_name)
+
+
+def deploy_preprocess_module():
+    """PaddleClas's deploy/python/preprocess.py (the Python predictor's transforms)."""
+    path = model_zoo_dir().parent / "deploy_preprocess.py"
+    if not path.exists():
+        with zipfile.ZipFile(_wheel()) as zf:
+            path.write_bytes(zf.read("paddleclas/deploy/python/preprocess.py"))
+    six = types.ModuleType("six")
+    six.PY2 = False
+    sys.modules.setdefault("six", six)
+    det = types.ModuleType("paddleclas.deploy.python.det_preprocess")
+    for name in ("DetNormalizeImage", "DetPadStride", "DetPermute", "DetResize"):
+        setattr(det, name, object)
+    for pkg in ("paddleclas", "paddleclas.deploy", "paddleclas.deploy.python"):
+        _stub(pkg)
+    sys.modules["paddleclas.deploy.python.det_preprocess"] = det
+    spec = importlib.util.spec_from_file_location("paddleclas_deploy_preprocess", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -27,6 +27,7 @@ _ALLOWED_GLOBALS = {
     ("numpy.core.multiarray", "scalar"),
     ("numpy._core.multiarray", "scalar"),
     ("_codecs", "encode"),  # protocol-2 pickles encode bytes through it
+    ("builtins", "tuple"),  # nested dicts: paddle.save stores a tensor as tuple((name, ndarray))
 }
 _WRAPPERS = ("state_dict", "model", "model_state_dict", "net")
 _PREFIXES = ("backbone.", "module.", "model.")
@@ -89,6 +90,9 @@ def _normalize(obj: Any, path: Path) -> dict[str, np.ndarray]:
     for key, value in obj.items():
         if key in _META_KEYS:
             continue
+        if (isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)
+                and isinstance(value[1], np.ndarray)):
+            value = value[1]  # (parameter name, array): a tensor saved inside a nested dict
         if not isinstance(key, str) or not isinstance(value, np.ndarray):
             raise CheckpointError(
                 f"checkpoint {path} entry {key!r} is a {type(value).__name__}, not an array; "

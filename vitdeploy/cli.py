@@ -7,9 +7,10 @@ import json
 import os
 import sys
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, List, Optional
+from typing import Any, Optional
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ logging would pollute --json output
 warnings.filterwarnings("ignore", message=".*ccache.*")
@@ -41,6 +42,8 @@ def handle_errors(fn: Callable) -> Callable:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
         except VitdeployError as e:
             _fail(str(e))
         except KeyboardInterrupt:
@@ -124,7 +127,7 @@ def export(
 @handle_errors
 def predict(
     artifact: Path = typer.Argument(..., help="Artifact directory (from export or convert)."),
-    images: List[Path] = typer.Argument(..., help="Image files or directories."),
+    images: list[Path] = typer.Argument(..., help="Image files or directories."),
     k: int = typer.Option(5, "--topk", "-k", min=1, help="Classes to show per image."),
     runtime: Optional[str] = typer.Option(None, "--runtime", "-r",
                                           help="Runtime (default: from the directory)."),

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import platform
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from . import __version__
-from .artifacts import (INFERENCE_YML, LABELS, atomic_output_dir, inference_yml, read_labels,
-                        sha256, write_inference_yml, write_labels, write_manifest)
+from .artifacts import (
+    INFERENCE_YML,
+    LABELS,
+    atomic_output_dir,
+    inference_yml,
+    read_labels,
+    sha256,
+    write_inference_yml,
+    write_labels,
+    write_manifest,
+)
 from .errors import CheckpointError, ExportError
 from .models.loader import load_model
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -42,7 +42,7 @@ def topk(scores: np.ndarray, k: int, labels: Sequence[str]) -> list[list[Top]]:
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     return [
         [Top(int(c), labels[c] if c < len(labels) else str(int(c)), float(row[c])) for c in idx]
-        for row, idx in zip(scores, order)
+        for row, idx in zip(scores, order, strict=False)
     ]
 
 
@@ -83,14 +83,14 @@ class Predictor:
             batch = np.stack([preprocess_image(p, self.info.preprocess) for p in chunk])
             out = self.predict_batch(batch)
             scores = out if self.info.softmax else softmax(out)
-            for p, top in zip(chunk, topk(scores, topk_k, self.info.labels)):
+            for p, top in zip(chunk, topk(scores, topk_k, self.info.labels), strict=False):
                 results.append(Prediction(str(p), top))
         return results
 
     def close(self) -> None:
         self.runtime.close()
 
-    def __enter__(self) -> "Predictor":
+    def __enter__(self) -> Predictor:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -6,8 +6,8 @@ DecodeImage (OpenCV, BGR -> RGB) -> ResizeImage(resize_short, cv2 or PIL backend
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 

@@ -28,7 +28,7 @@ class PreprocessConfig:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "PreprocessConfig":
+    def from_dict(cls, d: dict[str, Any]) -> PreprocessConfig:
         keys = cls.__dataclass_fields__.keys()
         kw = {k: d[k] for k in keys if k in d}
         for k in ("mean", "std"):

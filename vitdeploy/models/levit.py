@@ -206,7 +206,7 @@ def _stages(embed_dim: list[int], key_dim: int, num_heads: list[int], depth: lis
             img_size: int):
     """Yield the block sequence as (kind, kwargs, tokens_in, tokens_out); shared by model and MACs."""
     res = img_size // 16
-    for i, (ed, nh, dp) in enumerate(zip(embed_dim, num_heads, depth)):
+    for i, (ed, nh, dp) in enumerate(zip(embed_dim, num_heads, depth, strict=False)):
         for _ in range(dp):
             yield "attn", dict(dim=ed, key_dim=key_dim, num_heads=nh, attn_ratio=2, res=res)
             yield "mlp", dict(dim=ed, ratio=2)
@@ -267,8 +267,8 @@ def _macs(cfg: ModelConfig) -> float:
     a = cfg.arch
     c = a["embed_dim"][0]
     chans = [3, c // 8, c // 4, c // 2, c]
-    res, total = cfg.input_size, 0.0
-    for cin, cout in zip(chans, chans[1:]):
+    res, total, tokens = cfg.input_size, 0.0, 0
+    for cin, cout in zip(chans, chans[1:], strict=False):
         res = (res + 1) // 2
         total += res * res * cin * cout * 9
     for kind, kw in _stages(list(a["embed_dim"]), a["key_dim"], list(a["num_heads"]),

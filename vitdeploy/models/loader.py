@@ -57,6 +57,7 @@ def load_model(name: str, weights: str | Path, num_classes: int | None = None) -
                 "is it a checkpoint of another input resolution?"
             )
     converted = {k: to_dtype(v, expected[k][1]) for k, v in state.items()}
+    converted.update({k: own[k].numpy() for k in expected if k not in converted})  # derived buffers
     loaded.model.set_state_dict(converted)
     loaded.model.eval()
     return loaded

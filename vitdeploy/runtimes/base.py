@@ -51,10 +51,10 @@ class Runtime(ABC):
     def predict(self, batch: np.ndarray) -> np.ndarray:
         ...
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027  (optional hook: most sessions free themselves)
         """Release the session."""
 
-    def __enter__(self) -> "Runtime":
+    def __enter__(self) -> Runtime:
         self.load()
         return self
 

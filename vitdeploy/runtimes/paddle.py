@@ -25,7 +25,9 @@ class PaddleRuntime(Runtime):
 
         params = self.model_path.with_suffix(".pdiparams")
         if not params.is_file():
-            raise ArtifactError(f"{self.model_path.parent} has no {params.name} beside {self.model_path.name}")
+            raise ArtifactError(
+                f"{self.model_path.parent} has no {params.name} beside {self.model_path.name}"
+            )
         config = inference.Config(str(self.model_path), str(params))
         config.disable_gpu()
         config.set_cpu_math_library_num_threads(self.threads)

@@ -1,0 +1,1 @@
+"""Conversion back ends (ONNX, OpenVINO IR, Paddle Lite): see the open issues."""

@@ -1,0 +1,1 @@
+"""Deployment targets (mobile bundles, Lite architectures): see the open issues."""
