@@ -30,3 +30,7 @@ sample: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .cache build demo-out *.egg-info
+
+# All 20 architectures through every runtime, with parity; rewrites docs/zoo.md (~30 min).
+zoo: $(STAMP)
+	$(PY) scripts/zoo_matrix.py

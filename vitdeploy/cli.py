@@ -26,7 +26,8 @@ app = typer.Typer(
     add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
     help="Deploy PaddlePaddle ViT / DeiT / LeViT classifiers: export, convert, predict.",
 )
-out = Console()
+# Wide tables when piped (CI logs); a terminal keeps its own width.
+out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
@@ -125,6 +126,36 @@ def export(
 
 @app.command()
 @handle_errors
+def convert(
+    src: Path = typer.Argument(..., help="Export directory (vitdeploy's or PaddleClas's)."),
+    to: str = typer.Option(..., "--to", help="Target: onnx or openvino."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Output directory."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default 17)."),
+    precision: str = typer.Option("fp32", "--precision",
+                                  help="OpenVINO IR weights: fp32 or fp16 (compressed)."),
+    model: Optional[str] = typer.Option(
+        None, "--model", help="Architecture whose preprocessing to record, for a PaddleClas "
+        "directory without inference.yml."),
+    labels: Optional[Path] = typer.Option(None, "--labels", help="Labels file (with --model)."),
+    force: bool = typer.Option(False, "--force", help="Replace a non-empty output directory."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
+):
+    """Convert an exported model to ONNX or OpenVINO IR."""
+    from .convert import convert as convert_model
+
+    with err.status(f"converting to {to}") as status:
+        result = convert_model(src, to, out_dir, opset=opset, precision=precision, model=model,
+                               labels=labels, force=force, progress=status.update)
+    if as_json:
+        return _print_json(asdict(result))
+    out.print(f"[green]converted[/] {result.model or src} to {result.target} in {result.out_dir} "
+              f"({result.seconds:.1f} s)")
+    for name in [*result.files, "manifest.json"]:
+        out.print(f"  {name}")
+
+
+@app.command()
+@handle_errors
 def predict(
     artifact: Path = typer.Argument(..., help="Artifact directory (from export or convert)."),
     images: list[Path] = typer.Argument(..., help="Image files or directories."),
@@ -132,16 +163,18 @@ def predict(
     runtime: Optional[str] = typer.Option(None, "--runtime", "-r",
                                           help="Runtime (default: from the directory)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per inference call."),
+    precision: Optional[str] = typer.Option(None, "--precision",
+                                            help="Compute precision (openvino: fp32, bf16, fp16)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
-    """Classify images with an exported model."""
+    """Classify images with an exported or converted model."""
     from .predictor import Predictor
 
-    with Predictor(artifact, runtime=runtime) as pred:
+    with Predictor(artifact, runtime=runtime, precision=precision) as pred:
         results = pred.predict_images(images, topk_k=k, batch_size=batch_size)
     if as_json:
         return _print_json([r.to_dict() for r in results])
-    table = Table(title=f"{len(results)} images ({pred.runtime.name})")
+    table = Table(title=f"{len(results)} images ({pred.runtime.name}, {pred.runtime.precision})")
     table.add_column("image")
     table.add_column("top-1")
     table.add_column("score", justify="right")
@@ -152,6 +185,72 @@ def predict(
         table.add_row(r.image, name, f"{best.score:.4f}",
                       ", ".join(t.label for t in r.top))
     out.print(table)
+
+
+def _ints(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise typer.BadParameter(f"expected positive batch sizes, got {text!r}")
+    return values
+
+
+@app.command()
+@handle_errors
+def parity(
+    ref_dir: Path = typer.Argument(..., help="Paddle export directory: the fp32 reference."),
+    artifacts: list[Path] = typer.Argument(..., help="Artifact directories to compare."),
+    images: Optional[list[Path]] = typer.Option(
+        None, "--images", help="Images or folders to use as inputs (repeatable); "
+        "default: seeded random tensors."),
+    batch_sizes: str = typer.Option("1,4,8", "--batch-sizes", help="Comma-separated batch sizes."),
+    runtime: Optional[list[str]] = typer.Option(
+        None, "--runtime", "-r", help="Runtime(s) to run each artifact on (repeatable); "
+        "default: the artifact's own."),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="Compute precision where a runtime offers one (openvino: "
+        "fp32 default, bf16, fp16)."),
+    num_random: int = typer.Option(8, "--num-random", min=1, help="Random inputs without --images."),
+    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", help="Override the preset."),
+    min_top1: Optional[float] = typer.Option(None, "--min-top1-agreement",
+                                             help="Override the preset (0..1)."),
+    max_abs: Optional[float] = typer.Option(None, "--max-abs", help="Also bound the max abs diff."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Prove that artifacts give the same outputs as the Paddle fp32 reference (exit 2 if not)."""
+    from .parity import run_parity
+
+    overrides = {k: v for k, v in (("min_cosine", min_cosine), ("min_top1_agreement", min_top1),
+                                   ("max_abs", max_abs)) if v is not None}
+    with err.status("parity") as status:
+        report = run_parity(ref_dir, artifacts, images=images, batch_sizes=_ints(batch_sizes),
+                            runtimes=runtime, precision=precision, num_random=num_random,
+                            overrides=overrides, progress=status.update)
+    if as_json:
+        _print_json(report.to_dict())
+    else:
+        _parity_table(report)
+    if not report.passed:
+        raise typer.Exit(2)
+
+
+def _parity_table(report) -> None:
+    inputs = report.inputs
+    table = Table(title=f"parity vs {report.reference['dir']} (paddle fp32) on {inputs['count']} "
+                        f"{inputs['kind']} inputs, batch {','.join(map(str, report.batch_sizes))}")
+    for col in ("artifact", "runtime", "precision", "max abs", "mean abs", "cosine min", "top-1",
+                "top-5", "batch diff", "result"):
+        table.add_column(col, justify="left" if col in ("artifact", "runtime", "result") else "right")
+    for r in report.results:
+        verdict = "[green]pass[/]" if r.passed else "[red]FAIL[/] " + "; ".join(r.failures)
+        table.add_row(r.artifact, r.runtime, r.precision, f"{r.max_abs:.2e}", f"{r.mean_abs:.2e}",
+                      f"{r.cosine_min:.7f}", f"{r.top1_agreement:.1%}", f"{r.top5_overlap:.1%}",
+                      f"{r.batch_max_diff:.1e}", verdict)
+    out.print(table)
+    out.print("[green]all artifacts agree with the reference[/]" if report.passed
+              else "[red]parity check failed[/]")
 
 
 @app.command("eval")

@@ -50,7 +50,9 @@ class Predictor:
     """``Predictor(dir)`` picks the runtime from the directory; ``runtime=`` names one."""
 
     def __init__(self, artifact_dir: str | Path, runtime: str | None = None,
-                 threads: int | None = None) -> None:
+                 threads: int | None = None, precision: str | None = None,
+                 strict_precision: bool = True) -> None:
+        """``strict_precision=False`` applies ``precision`` only where the runtime offers it."""
         self.info: ArtifactInfo = read_artifact_info(artifact_dir)
         directory = self.info.directory
         if runtime is None:
@@ -62,8 +64,13 @@ class Predictor:
             cls = get_runtime(runtime)
             path = cls.find_model(directory)
             if path is None:
-                raise ArtifactError(f"{directory} holds no model file for runtime {runtime!r}")
-        self.runtime: Runtime = cls(path, threads=threads)
+                raise ArtifactError(
+                    f"{directory} holds no model file runtime {runtime!r} can load "
+                    f"(it reads {cls.formats})"
+                )
+        if not strict_precision and precision not in cls.precision_choices:
+            precision = None
+        self.runtime: Runtime = cls(path, threads=threads, precision=precision)
         self.runtime.load()
 
     @property

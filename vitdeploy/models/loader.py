@@ -61,3 +61,25 @@ def load_model(name: str, weights: str | Path, num_classes: int | None = None) -
     loaded.model.set_state_dict(converted)
     loaded.model.eval()
     return loaded
+
+
+def save_random_checkpoint(name: str, path: str | Path, seed: int = 0,
+                           num_classes: int | None = None, **variant: Any) -> Path:
+    """A seeded random checkpoint with every float tensor perturbed (biases, BN statistics and
+    attention biases non-trivial), for the zoo matrix, benchmarks and tests."""
+    import paddle
+
+    paddle.seed(seed)
+    model = build_model(name, num_classes, **variant).model
+    rng = np.random.default_rng(seed)
+    state = {}
+    for key, value in model.state_dict().items():
+        a = value.numpy()
+        if a.dtype.kind == "f":
+            a = a + rng.normal(0.0, 0.02, a.shape).astype(a.dtype)
+            if key.endswith("_variance"):
+                a = np.abs(a) + 0.5
+        state[key] = paddle.to_tensor(a)
+    path = Path(path)
+    paddle.save(state, str(path))
+    return path

@@ -6,10 +6,15 @@ from pathlib import Path
 
 from ..errors import RuntimeUnavailableError
 from .base import Runtime, physical_cores
+from .onnxruntime import OnnxRuntime
+from .openvino import OpenVinoRuntime
 from .paddle import PaddleRuntime
 
+# Registry order is detection order: a directory's model file picks its runtime.
 RUNTIMES: dict[str, type[Runtime]] = {
     PaddleRuntime.name: PaddleRuntime,
+    OnnxRuntime.name: OnnxRuntime,
+    OpenVinoRuntime.name: OpenVinoRuntime,
 }
 
 
@@ -23,7 +28,8 @@ def get_runtime(name: str) -> type[Runtime]:
 
 
 def detect_runtime(directory: Path) -> tuple[type[Runtime], Path] | None:
-    """The first runtime (registry order) that finds a model file in ``directory``."""
+    """The first runtime (registry order) that finds a model file in ``directory``: an ONNX
+    file runs on ONNX Runtime, an IR (model.xml) on OpenVINO, unless a runtime is named."""
     for cls in RUNTIMES.values():
         path = cls.find_model(directory)
         if path is not None:

@@ -32,11 +32,22 @@ class Runtime(ABC):
     """Load a model file once, then ``predict`` NCHW float32 batches -> [N, classes] float32."""
 
     name: str = ""
-    precision: str = "fp32"  # what the runtime really computes in
+    formats: str = ""  # the model files it reads, for error messages
+    precision: str = "fp32"  # what the runtime really computes in (set by load)
+    precision_choices: tuple[str, ...] = ()  # compute precisions a caller may ask for
 
-    def __init__(self, model_path: Path, threads: int | None = None) -> None:
+    def __init__(self, model_path: Path, threads: int | None = None,
+                 precision: str | None = None) -> None:
         self.model_path = Path(model_path)
         self.threads = threads or physical_cores()
+        if precision is not None and precision not in self.precision_choices:
+            from ..errors import RuntimeUnavailableError
+
+            choices = ", ".join(self.precision_choices) or "none: it runs the model file as it is"
+            raise RuntimeUnavailableError(
+                f"runtime {self.name!r} cannot be asked for precision {precision!r} (choices: {choices})"
+            )
+        self.requested_precision = precision
 
     @classmethod
     @abstractmethod

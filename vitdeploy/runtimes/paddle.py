@@ -7,11 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError
+from ..quiet import quiet_stdout
 from .base import Runtime
 
 
 class PaddleRuntime(Runtime):
     name = "paddle"
+    formats = "inference.json or inference.pdmodel, with inference.pdiparams"
 
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
@@ -33,18 +35,25 @@ class PaddleRuntime(Runtime):
         config.set_cpu_math_library_num_threads(self.threads)
         config.disable_glog_info()
         try:
-            self._predictor = inference.create_predictor(config)
+            with quiet_stdout():  # oneDNN passes print to stdout while building the predictor
+                self._predictor = inference.create_predictor(config)
         except Exception as e:  # corrupt program or parameters
             raise ArtifactError(
                 f"Paddle Inference cannot load {self.model_path}: {str(e).strip().splitlines()[-1]}"
             ) from None
+        self._seen_shapes: set[tuple[int, ...]] = set()
         self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
         self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         self._input.reshape(list(batch.shape))
         self._input.copy_from_cpu(np.ascontiguousarray(batch, dtype=np.float32))
-        self._predictor.run()
+        if batch.shape in self._seen_shapes:
+            self._predictor.run()
+        else:  # oneDNN picks kernels on a new shape and prints about it to stdout
+            with quiet_stdout():
+                self._predictor.run()
+            self._seen_shapes.add(batch.shape)
         return self._output.copy_to_cpu()
 
     def close(self) -> None:

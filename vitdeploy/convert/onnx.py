@@ -1,0 +1,83 @@
+"""Paddle inference model -> ONNX through paddle2onnx, then checked and cleaned."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import ArtifactError, ExportError
+from ..quiet import quiet_stdout
+from .source import Source
+
+DEFAULT_OPSET = 17  # LayerNormalization is one op from opset 17 on
+MIN_OPSET = 11
+OUTPUT_NAMES = {False: "logits", True: "probs"}
+
+
+def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET) -> None:
+    import paddle2onnx
+
+    if not MIN_OPSET <= opset <= 21:
+        raise ExportError(f"--opset {opset} is out of range; use {MIN_OPSET}..21 (default {DEFAULT_OPSET})")
+    with tempfile.TemporaryDirectory() as tmp, quiet_stdout():
+        raw = Path(tmp) / "raw.onnx"
+        try:
+            paddle2onnx.export(str(source.model_file), str(source.params_file), str(raw),
+                               opset_version=opset, auto_upgrade_opset=False,
+                               enable_onnx_checker=True, enable_optimize=True)
+        except Exception as e:
+            raise ExportError(f"paddle2onnx failed on {source.model_file}: {e}") from None
+        if not raw.is_file():
+            raise ExportError(f"paddle2onnx wrote no model for {source.model_file}")
+        finalize_onnx(raw, dest, softmax=_is_softmax(source))
+
+
+def _is_softmax(source: Source) -> bool:
+    return bool(source.manifest.get("softmax", False))
+
+
+def finalize_onnx(raw: Path, dest: Path, softmax: bool = False, precision: str = "fp32") -> dict:
+    """Clean the graph (onnxslim), name the I/O (x -> logits/probs, symbolic 'batch'), check it."""
+    import onnx
+
+    model = onnx.load(str(raw))
+    try:
+        import onnxslim
+
+        with quiet_stdout():
+            model = onnxslim.slim(model)
+    except ImportError:
+        pass
+    graph = model.graph
+    if len(graph.input) != 1 or len(graph.output) != 1:
+        raise ArtifactError(f"expected one input and one output, found {len(graph.input)} and "
+                            f"{len(graph.output)}")
+    old_out, new_out = graph.output[0].name, OUTPUT_NAMES[softmax]
+    for node in graph.node:
+        node.output[:] = [new_out if o == old_out else o for o in node.output]
+    graph.output[0].name = new_out
+    for value in (graph.input[0], graph.output[0]):
+        dim = value.type.tensor_type.shape.dim[0]
+        dim.ClearField("dim_value")
+        dim.dim_param = "batch"
+    del model.metadata_props[:]
+    for key, value in (("vitdeploy_precision", precision), ("producer", "vitdeploy")):
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dest))
+    if os.path.getsize(dest) == 0:
+        raise ExportError(f"writing {dest} failed")
+    return {"nodes": len(graph.node), "opset": max(o.version for o in model.opset_import
+                                                     if o.domain in ("", "ai.onnx"))}
+
+
+def convert(source: Source, out: Path, opset: int = DEFAULT_OPSET, **_: object) -> dict:
+    if source.kind != "paddle":
+        raise ArtifactError(f"{source.directory} is already ONNX; convert from the Paddle export")
+    paddle_to_onnx(source, out / "model.onnx", opset)
+    import onnx
+
+    model = onnx.load(str(out / "model.onnx"), load_external_data=False)
+    ops = sorted({n.op_type for n in model.graph.node})
+    return {"model_file": "model.onnx", "opset": opset, "nodes": len(model.graph.node), "op_types": ops}

@@ -1,0 +1,70 @@
+"""ONNX Runtime on the CPU, full graph optimisation, one intra-op thread per physical core."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError, RuntimeUnavailableError
+from .base import Runtime
+
+
+def find_onnx(directory: Path) -> Path | None:
+    if (directory / "model.onnx").is_file():
+        return directory / "model.onnx"
+    found = sorted(directory.glob("*.onnx"))
+    return found[0] if len(found) == 1 else None
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+    formats = "an .onnx file"
+
+    @classmethod
+    def find_model(cls, directory: Path) -> Path | None:
+        return find_onnx(directory)
+
+    def load(self) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise RuntimeUnavailableError("onnxruntime is not installed: pip install onnxruntime") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = self.threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(self.model_path), opts,
+                                                 providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise ArtifactError(f"ONNX Runtime cannot load {self.model_path}: {_first_line(e)}") from None
+        inp = self._session.get_inputs()[0]
+        self._input = inp.name
+        self.input_shape = list(inp.shape)
+        self.precision = _onnx_precision(self._session)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        try:
+            return self._session.run(None, {self._input: np.ascontiguousarray(batch, np.float32)})[0]
+        except Exception as e:  # shape mismatch and the like
+            raise ArtifactError(
+                f"ONNX Runtime rejected a batch of shape {list(batch.shape)} for {self.model_path.name} "
+                f"(expects {self.input_shape}): {_first_line(e)}"
+            ) from None
+
+    def close(self) -> None:
+        self._session = None
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def _onnx_precision(session) -> str:
+    """int8 when the graph holds quantized ops, fp16 when its input or weights are half."""
+    meta = session.get_modelmeta().custom_metadata_map
+    return meta.get("vitdeploy_precision", "fp32")
