@@ -18,11 +18,11 @@ demo: $(STAMP)
 	$(PY) samples/demo.py
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check vitdeploy tests samples
+	$(VENV)/bin/ruff check vitdeploy tests samples scripts
 	$(PY) -m pytest -q
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vitdeploy tests samples
+	$(VENV)/bin/ruff check vitdeploy tests samples scripts
 
 # Retrain the bundled sample (deterministic; a few minutes on 2 cores).
 sample: $(STAMP)

@@ -31,6 +31,13 @@ def main() -> None:
          "--out", export_dir.relative_to(ROOT), "--force")
     step("predict", export_dir.relative_to(ROOT), *first_of_each, "--topk", "3")
     step("eval", export_dir.relative_to(ROOT), sample["test_dir"], "--min-top1", "0.97")
+    onnx_dir, ov_dir = OUT / "onnx", OUT / "openvino"
+    step("convert", export_dir.relative_to(ROOT), "--to", "onnx", "--out", onnx_dir.relative_to(ROOT),
+         "--force")
+    step("convert", export_dir.relative_to(ROOT), "--to", "openvino", "--out",
+         ov_dir.relative_to(ROOT), "--force")
+    step("parity", export_dir.relative_to(ROOT), onnx_dir.relative_to(ROOT),
+         ov_dir.relative_to(ROOT), "--images", sample["test_dir"])
 
 
 if __name__ == "__main__":

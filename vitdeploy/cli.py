@@ -238,8 +238,9 @@ def parity(
 
 def _parity_table(report) -> None:
     inputs = report.inputs
+    what = "images" if inputs["kind"] == "images" else "random inputs"
     table = Table(title=f"parity vs {report.reference['dir']} (paddle fp32) on {inputs['count']} "
-                        f"{inputs['kind']} inputs, batch {','.join(map(str, report.batch_sizes))}")
+                        f"{what}, batch sizes {','.join(map(str, report.batch_sizes))}")
     for col in ("artifact", "runtime", "precision", "max abs", "mean abs", "cosine min", "top-1",
                 "top-5", "batch diff", "result"):
         table.add_column(col, justify="left" if col in ("artifact", "runtime", "result") else "right")

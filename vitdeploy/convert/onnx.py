@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
@@ -20,17 +21,34 @@ def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET) -> No
 
     if not MIN_OPSET <= opset <= 21:
         raise ExportError(f"--opset {opset} is out of range; use {MIN_OPSET}..21 (default {DEFAULT_OPSET})")
+    _preflight(source)
     with tempfile.TemporaryDirectory() as tmp, quiet_stdout():
         raw = Path(tmp) / "raw.onnx"
         try:
             paddle2onnx.export(str(source.model_file), str(source.params_file), str(raw),
                                opset_version=opset, auto_upgrade_opset=False,
                                enable_onnx_checker=True, enable_optimize=True)
+        except SystemExit as e:  # paddle2onnx logs its error and calls sys.exit
+            raise ExportError(f"paddle2onnx failed on {source.model_file} (exit {e.code}); "
+                              "is the model complete?") from None
         except Exception as e:
             raise ExportError(f"paddle2onnx failed on {source.model_file}: {e}") from None
         if not raw.is_file():
             raise ExportError(f"paddle2onnx wrote no model for {source.model_file}")
         finalize_onnx(raw, dest, softmax=_is_softmax(source))
+
+
+def _preflight(source: Source) -> None:
+    """Catch a corrupt program with a clear message before paddle2onnx (which exits the process)."""
+    if source.model_file.suffix == ".json":
+        try:
+            with open(source.model_file, encoding="utf-8") as f:
+                program = json.load(f)
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise ExportError(f"paddle2onnx failed: {source.model_file} is not a readable Paddle "
+                              f"program ({type(e).__name__}: {e}); re-export it") from None
+        if not isinstance(program, dict) or "program" not in program:
+            raise ExportError(f"paddle2onnx failed: {source.model_file} is not a PIR program")
 
 
 def _is_softmax(source: Source) -> bool:
