@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export GLOG_minloglevel := 2
 
-.PHONY: demo test lint zoo clean sample
+.PHONY: demo test lint zoo clean sample lite-env
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 1; }
@@ -14,10 +14,15 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
-demo: $(STAMP)
+# The Paddle Lite toolchain (Python 3.10 + Paddle 2.6 + paddlelite) lives in its own environment
+# (~/.cache/vitdeploy/lite-env, or $$VITDEPLOY_LITE_ENV); setup is idempotent.
+lite-env: $(STAMP)
+	$(VENV)/bin/vitdeploy lite setup
+
+demo: lite-env
 	$(PY) samples/demo.py
 
-test: $(STAMP)
+test: lite-env
 	$(VENV)/bin/ruff check vitdeploy tests samples scripts
 	$(PY) -m pytest -q
 
@@ -32,5 +37,5 @@ clean:
 	rm -rf $(VENV) .cache build demo-out *.egg-info
 
 # All 20 architectures through every runtime, with parity; rewrites docs/zoo.md (~30 min).
-zoo: $(STAMP)
+zoo: lite-env
 	$(PY) scripts/zoo_matrix.py

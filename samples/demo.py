@@ -36,8 +36,12 @@ def main() -> None:
          "--force")
     step("convert", export_dir.relative_to(ROOT), "--to", "openvino", "--out",
          ov_dir.relative_to(ROOT), "--force")
+    lite_dir = OUT / "lite_arm8"
+    step("convert", export_dir.relative_to(ROOT), "--to", "lite", "--arch", "arm8", "--out",
+         lite_dir.relative_to(ROOT), "--force")
+    step("inspect", (lite_dir / "model.nb").relative_to(ROOT))
     step("parity", export_dir.relative_to(ROOT), onnx_dir.relative_to(ROOT),
-         ov_dir.relative_to(ROOT), "--images", sample["test_dir"])
+         ov_dir.relative_to(ROOT), lite_dir.relative_to(ROOT), "--images", sample["test_dir"])
 
 
 if __name__ == "__main__":

@@ -68,3 +68,11 @@ def randomize_state(layer, seed: int = 0, std: float = 0.02) -> dict:
         new[k] = a
     layer.set_state_dict(new)
     return new
+
+
+@pytest.fixture(scope="session")
+def sample_lite_arm8(sample_export, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("lite") / "arm8"
+    r = run_cli("convert", sample_export, "--to", "lite", "--arch", "arm8", "--out", out)
+    assert r.code == 0, r.stderr
+    return out

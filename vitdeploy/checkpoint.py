@@ -41,6 +41,11 @@ class _SafeUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_GLOBALS:
+            if module.startswith("numpy._core"):  # written by numpy 2, read by numpy 1 (Lite env)
+                try:
+                    return super().find_class(module, name)
+                except ModuleNotFoundError:
+                    module = module.replace("numpy._core", "numpy.core", 1)
             return super().find_class(module, name)
         raise UnsafeCheckpointError(
             f"refusing checkpoint {self._path}: it asks to import '{module}.{name}', which a "

@@ -128,7 +128,7 @@ def export(
 @handle_errors
 def convert(
     src: Path = typer.Argument(..., help="Export directory (vitdeploy's or PaddleClas's)."),
-    to: str = typer.Option(..., "--to", help="Target: onnx or openvino."),
+    to: str = typer.Option(..., "--to", help="Target: onnx, openvino or lite."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default 17)."),
     precision: str = typer.Option("fp32", "--precision",
@@ -137,15 +137,26 @@ def convert(
         None, "--model", help="Architecture whose preprocessing to record, for a PaddleClas "
         "directory without inference.yml."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labels file (with --model)."),
+    arch: Optional[str] = typer.Option(None, "--arch",
+                                       help="Lite: arm8 (default), armv7, x86 or opencl."),
+    quantize: Optional[str] = typer.Option(None, "--quantize",
+                                           help="Lite: weight-only int8 or int16."),
+    fp16: bool = typer.Option(False, "--fp16", help="Lite arm8: ARMv8.2 fp16 kernels."),
+    weights: Optional[Path] = typer.Option(
+        None, "--weights", help="Lite: the checkpoint (default: the one the export recorded)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty output directory."),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
-    """Convert an exported model to ONNX or OpenVINO IR."""
+    """Convert an exported model to ONNX, OpenVINO IR or Paddle Lite .nb."""
     from .convert import convert as convert_model
 
+    lite = {"arch": arch or "arm8", "quantize": quantize, "fp16": fp16 or None, "weights": weights}
+    if to != "lite" and (arch or quantize or fp16 or weights):
+        raise VitdeployError("--arch, --quantize, --fp16 and --weights apply to --to lite only")
     with err.status(f"converting to {to}") as status:
         result = convert_model(src, to, out_dir, opset=opset, precision=precision, model=model,
-                               labels=labels, force=force, progress=status.update)
+                               labels=labels, force=force, progress=status.update,
+                               **(lite if to == "lite" else {}))
     if as_json:
         return _print_json(asdict(result))
     out.print(f"[green]converted[/] {result.model or src} to {result.target} in {result.out_dir} "
@@ -246,7 +257,8 @@ def _parity_table(report) -> None:
         table.add_column(col, justify="left" if col in ("artifact", "runtime", "result") else "right")
     for r in report.results:
         verdict = "[green]pass[/]" if r.passed else "[red]FAIL[/] " + "; ".join(r.failures)
-        table.add_row(r.artifact, r.runtime, r.precision, f"{r.max_abs:.2e}", f"{r.mean_abs:.2e}",
+        runtime = f"{r.runtime} ({r.detail})" if r.detail else r.runtime
+        table.add_row(r.artifact, runtime, r.precision, f"{r.max_abs:.2e}", f"{r.mean_abs:.2e}",
                       f"{r.cosine_min:.7f}", f"{r.top1_agreement:.1%}", f"{r.top5_overlap:.1%}",
                       f"{r.batch_max_diff:.1e}", verdict)
     out.print(table)
@@ -280,6 +292,74 @@ def eval_cmd(
     if not passed:
         err.print(f"top-1 {result.top1:.4f} is below --min-top1 {min_top1}")
         raise typer.Exit(2)
+
+
+lite_app = typer.Typer(help="The managed Paddle Lite toolchain (Python 3.10 + Paddle 2.6 + paddlelite).",
+                       no_args_is_help=True)
+app.add_typer(lite_app, name="lite")
+
+
+@lite_app.command("setup")
+@handle_errors
+def lite_setup(force: bool = typer.Option(False, "--force", help="Recreate the environment."),
+               as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Create (or check) the Lite environment; idempotent."""
+    from .targets import lite_env
+
+    with err.status("setting up the Paddle Lite toolchain") as status:
+        st = lite_env.setup(force=force, log=status.update)
+    if as_json:
+        return _print_json(asdict(st))
+    out.print(f"[green]Lite toolchain ready[/] at {st.env}: " +
+              ", ".join(f"{k} {v}" for k, v in st.versions.items()))
+
+
+@app.command()
+@handle_errors
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Report every runtime and the Lite toolchain with versions and what is missing."""
+    from .doctor import diagnose
+
+    report = diagnose()
+    if as_json:
+        return _print_json(report)
+    table = Table(title="vitdeploy doctor")
+    for col in ("component", "status", "version", "notes"):
+        table.add_column(col)
+    for row in report["components"]:
+        mark = "[green]ok[/]" if row["ok"] else "[red]missing[/]"
+        table.add_row(row["name"], mark, row.get("version") or "", row.get("notes") or "")
+    out.print(table)
+
+
+@app.command()
+@handle_errors
+def inspect(model: Path = typer.Argument(..., help="A Paddle Lite .nb file."),
+            arch: str = typer.Option("arm8", "--arch", help="Target to check placement for."),
+            as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """Read a Paddle Lite .nb: opt version, ops, kernel places, weight precision."""
+    from .targets.naive_buffer import TARGET_PLACES, read_nb
+
+    if arch not in TARGET_PLACES:
+        raise VitdeployError(f"unknown --arch {arch!r}; available: {', '.join(TARGET_PLACES)}")
+    info = read_nb(model)
+    unplaced = info.unplaced(arch)
+    data = {"path": str(model), "opt_version": info.opt_version, "meta_version": info.meta_version,
+            "arch": arch, "ops": info.op_counts(), "all_placed": not unplaced, "unplaced": unplaced,
+            "weights_precision": info.weight_precision(), "needs_extra": info.needs_extra()}
+    if as_json:
+        return _print_json(data)
+    table = Table(title=f"{model} (opt {info.opt_version}, weights {data['weights_precision']})")
+    for col in ("op", "target", "precision", "count"):
+        table.add_column(col, justify="right" if col == "count" else "left")
+    for op in data["ops"]:
+        table.add_row(op["type"], op["target"], op["precision"], str(op["count"]))
+    out.print(table)
+    placed = ", ".join(sorted(TARGET_PLACES[arch]))
+    out.print(f"all {len(info.ops)} ops placed on {placed}" if not unplaced
+              else f"[red]ops without a {arch} kernel:[/] {', '.join(unplaced)}")
+    if data["needs_extra"]:
+        out.print("needs Paddle Lite's with_extra library for: " + ", ".join(data["needs_extra"]))
 
 
 def run() -> None:

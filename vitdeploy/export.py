@@ -22,7 +22,7 @@ from .artifacts import (
     write_manifest,
 )
 from .errors import CheckpointError, ExportError
-from .models.loader import load_model
+from .models.loader import fold_for_export, load_model
 
 Progress = Callable[[str], None]
 VERIFY_TOLERANCE = 1e-4  # max abs diff between the eager model and the exported program
@@ -44,14 +44,6 @@ def _versions() -> dict[str, str]:
 
     return {"vitdeploy": __version__, "paddlepaddle": paddle.__version__,
             "numpy": np.__version__, "python": platform.python_version()}
-
-
-def fold_for_export(model) -> None:
-    """Apply every layer's export-time folding (LeViT: BN into Linear/Conv, bias tables)."""
-    for layer in model.sublayers(include_self=True):
-        fold = getattr(layer, "fold_for_export", None)
-        if fold is not None:
-            fold()
 
 
 def save_inference_model(model, path_prefix: Path, input_size: int, softmax: bool) -> None:
@@ -126,7 +118,8 @@ def export_model(model_name: str, weights: str | Path, out: str | Path, *,
             "softmax": softmax,
             "input": {"name": "x", "dtype": "float32", "shape": [None, 3, size, size]},
             "preprocess": cfg.preprocess.to_dict(),
-            "source": {"weights": weights.name, "sha256": sha256(weights)},
+            "source": {"weights": weights.name, "path": str(weights.resolve()),
+                       "sha256": sha256(weights)},
             "verify": {"max_abs_diff": diff, "batch": 2},
             "versions": _versions(),
         })

@@ -32,6 +32,7 @@ PRESETS = {
     "fp16": Tolerance(0.999, 0.98, None, 1e-2),
     "bf16": Tolerance(0.995, 0.95, None, 5e-2),
     "int8": Tolerance(0.98, 0.90, None, 5e-2),
+    "int16": Tolerance(0.9999, 0.99, None, 1e-3),
 }
 
 
@@ -49,6 +50,7 @@ class ParityRow:
     passed: bool
     failures: list[str] = field(default_factory=list)
     tolerance: dict = field(default_factory=dict)
+    detail: str = ""
 
 
 @dataclass
@@ -67,6 +69,9 @@ def compare(ref: np.ndarray, out: np.ndarray) -> dict:
     """Row-wise agreement of two [N, classes] output matrices."""
     if ref.shape != out.shape:
         raise ArtifactError(f"output shape {list(out.shape)} differs from the reference {list(ref.shape)}")
+    if not np.isfinite(out).all():
+        return {"max_abs": float("inf"), "mean_abs": float("inf"), "cosine_min": -1.0,
+                "top1_agreement": 0.0, "top5_overlap": 0.0, "non_finite": True}
     diff = np.abs(out.astype(np.float64) - ref.astype(np.float64))
     num = (out * ref).sum(1, dtype=np.float64)
     den = np.linalg.norm(out.astype(np.float64), axis=1) * np.linalg.norm(ref.astype(np.float64), axis=1)
@@ -145,11 +150,15 @@ def run_parity(ref_dir: str | Path, artifacts: Sequence[str | Path], *,
                     "top1_agreement": min(m["top1_agreement"] for m in worst),
                     "top5_overlap": min(m["top5_overlap"] for m in worst),
                 }
-                batch_diff = max(float(np.abs(o - outs[0]).max()) for o in outs)
+                with np.errstate(invalid="ignore"):
+                    batch_diff = max(float(np.nan_to_num(np.abs(o - outs[0]), nan=np.inf).max())
+                                     for o in outs)
                 fails = check(metrics, batch_diff, tol)
+                if any(m.get("non_finite") for m in worst):
+                    fails.insert(0, "non-finite outputs (NaN/inf)")
                 if pred.info.preprocess != ref_pre:
                     fails.append("preprocessing (inference.yml) differs from the reference")
                 rows.append(ParityRow(str(art), rt.name, rt.precision, **metrics,
                                       batch_max_diff=batch_diff, passed=not fails, failures=fails,
-                                      tolerance=asdict(tol)))
+                                      tolerance=asdict(tol), detail=rt.detail))
     return ParityReport(all(r.passed for r in rows), reference, inputs, list(batch_sizes), rows)

@@ -11,7 +11,7 @@ import numpy as np
 from .artifacts import ArtifactInfo, read_artifact_info
 from .errors import ArtifactError
 from .preprocess import collect_images, preprocess_image
-from .runtimes import Runtime, detect_runtime, get_runtime
+from .runtimes import RUNTIMES, Runtime, detect_runtime, get_runtime
 
 
 @dataclass
@@ -57,12 +57,18 @@ class Predictor:
         directory = self.info.directory
         if runtime is None:
             found = detect_runtime(directory)
+            why = [w for c in RUNTIMES.values() if (w := getattr(c, "why_not", lambda d: None)(directory))]
+            if found is None and why:
+                raise ArtifactError(why[0])
             if found is None:
                 raise ArtifactError(f"{directory} holds no model file any runtime can load")
             cls, path = found
         else:
             cls = get_runtime(runtime)
             path = cls.find_model(directory)
+            why = getattr(cls, "why_not", lambda d: None)(directory)
+            if path is None and why:
+                raise ArtifactError(why)
             if path is None:
                 raise ArtifactError(
                     f"{directory} holds no model file runtime {runtime!r} can load "

@@ -16,6 +16,7 @@ from pathlib import Path
 from .. import __version__
 from ..artifacts import atomic_output_dir, sha256, write_manifest
 from ..errors import VitdeployError
+from . import lite as lite_target
 from . import onnx as onnx_target
 from . import openvino as openvino_target
 from .source import resolve_source
@@ -23,6 +24,7 @@ from .source import resolve_source
 TARGETS: dict[str, Callable[..., dict]] = {
     "onnx": onnx_target.convert,
     "openvino": openvino_target.convert,
+    "lite": lite_target.convert,
 }
 _TOOLS = ("paddlepaddle", "paddle2onnx", "onnx", "onnxslim", "onnxruntime", "openvino")
 
@@ -67,12 +69,14 @@ def _num_classes(out: Path, details: dict, source) -> int:
 
 def convert(src: str | Path, to: str, out: str | Path, *, opset: int | None = None,
             precision: str = "fp32", model: str | None = None, labels: str | Path | None = None,
-            force: bool = False, progress: Callable[[str], None] | None = None) -> ConvertResult:
+            force: bool = False, progress: Callable[[str], None] | None = None,
+            **target_options: object) -> ConvertResult:
+    """``target_options`` go to the target (Lite: arch, quantize, fp16, weights)."""
     say = progress or (lambda _msg: None)
     if to not in TARGETS:
         raise VitdeployError(f"unknown target {to!r}; available: {', '.join(TARGETS)}")
     source = resolve_source(src, model, labels)
-    options = {"precision": precision}
+    options = {"precision": precision, **{k: v for k, v in target_options.items() if v is not None}}
     if opset is not None:
         options["opset"] = opset
     start = time.perf_counter()
@@ -89,6 +93,8 @@ def convert(src: str | Path, to: str, out: str | Path, *, opset: int | None = No
             "softmax": bool(source.manifest.get("softmax", False)),
             "input": source.manifest.get("input") or {"name": "x", "dtype": "float32"},
             "conversion": details,
+            **({"lite": {"arch": details["arch"], "x86_twin": details.get("x86_twin")}}
+               if to == "lite" else {}),
             "source": {"dir": str(Path(src)), "kind": source.kind, "files": src_files},
             "versions": tool_versions(),
         })

@@ -22,6 +22,14 @@ class LoadedModel:
     variant: dict[str, Any]
 
 
+def fold_for_export(model: Any) -> None:
+    """Apply every layer's export-time folding (LeViT: BN into Linear/Conv, bias tables)."""
+    for layer in model.sublayers(include_self=True):
+        fold = getattr(layer, "fold_for_export", None)
+        if fold is not None:
+            fold()
+
+
 def build_model(name: str, num_classes: int | None = None, **variant: Any) -> LoadedModel:
     """A model with freshly initialised weights (tests, training the sample)."""
     cfg = get_config(name)

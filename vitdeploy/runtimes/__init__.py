@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..errors import RuntimeUnavailableError
 from .base import Runtime, physical_cores
+from .lite import LiteRuntime
 from .onnxruntime import OnnxRuntime
 from .openvino import OpenVinoRuntime
 from .paddle import PaddleRuntime
@@ -15,6 +16,7 @@ RUNTIMES: dict[str, type[Runtime]] = {
     PaddleRuntime.name: PaddleRuntime,
     OnnxRuntime.name: OnnxRuntime,
     OpenVinoRuntime.name: OpenVinoRuntime,
+    LiteRuntime.name: LiteRuntime,
 }
 
 

@@ -35,6 +35,7 @@ class Runtime(ABC):
     formats: str = ""  # the model files it reads, for error messages
     precision: str = "fp32"  # what the runtime really computes in (set by load)
     precision_choices: tuple[str, ...] = ()  # compute precisions a caller may ask for
+    detail: str = ""  # e.g. which device variant really ran (Lite: the x86 twin)
 
     def __init__(self, model_path: Path, threads: int | None = None,
                  precision: str | None = None) -> None:

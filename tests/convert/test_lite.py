@@ -1,0 +1,142 @@
+"""`vitdeploy convert --to lite` through the managed toolchain, with Lite x86 parity."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+
+import pytest
+from conftest import ROOT, assert_one_line_error, run_cli
+
+from vitdeploy.models.loader import save_random_checkpoint
+from vitdeploy.targets import lite_env
+
+
+def test_sample_arm8_artifact_and_parity(sample_export, sample_lite_arm8, sample):
+    names = sorted(p.name for p in sample_lite_arm8.iterdir())
+    assert names == ["inference.yml", "labels.txt", "manifest.json", "model.nb", "model.x86.nb"]
+    manifest = json.loads((sample_lite_arm8 / "manifest.json").read_text())
+    assert manifest["lite"] == {"arch": "arm8", "x86_twin": "model.x86.nb"}
+    assert manifest["conversion"]["passes"]["flatten_xshape"] == 1
+    r = run_cli("parity", sample_export, sample_lite_arm8, "--images", ROOT / sample["test_dir"], "--json")
+    assert r.code == 0, r.stdout + r.stderr
+    row = json.loads(r.stdout)["results"][0]
+    assert row["runtime"] == "lite" and row["detail"] == "x86 twin of arm8"
+    assert row["top1_agreement"] == 1.0 and row["cosine_min"] >= 0.99999
+
+
+def test_predict_on_lite(sample_lite_arm8, sample):
+    img = sorted((ROOT / sample["test_dir"] / "5").glob("*.png"))[0]
+    r = run_cli("predict", sample_lite_arm8, img, "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)[0]["top"][0]["label"] == "5"
+
+
+@pytest.mark.parametrize("name", ["DeiT_tiny_patch16_224", "LeViT_128S"])
+def test_seed_models_lite_x86_parity(name, tmp_path):
+    variant = {"distillation": True} if name.startswith("LeViT") else {}
+    ckpt = save_random_checkpoint(name, tmp_path / "w.pdparams", seed=5, **variant)
+    assert run_cli("export", name, "--weights", ckpt, "--out", tmp_path / "pd").code == 0
+    r = run_cli("convert", tmp_path / "pd", "--to", "lite", "--arch", "x86", "--out", tmp_path / "x86")
+    assert r.code == 0, r.stderr
+    r = run_cli("parity", tmp_path / "pd", tmp_path / "x86", "--batch-sizes", "1,2", "--num-random", "2",
+                "--json")
+    assert r.code == 0, r.stdout
+    assert json.loads(r.stdout)["results"][0]["max_abs"] < 1e-3
+
+
+def test_weight_only_int8(sample_export, tmp_path, sample):
+    out = tmp_path / "q8"
+    r = run_cli("convert", sample_export, "--to", "lite", "--arch", "arm8", "--quantize", "int8",
+                "--out", out)
+    assert r.code == 0, r.stderr
+    info = json.loads(run_cli("inspect", out / "model.nb", "--json").stdout)
+    assert info["weights_precision"] == "int8" and info["all_placed"]
+    assert (out / "model.nb").stat().st_size < 0.5 * (sample_export / "inference.pdiparams").stat().st_size
+    assert not (out / "model.x86.nb").exists()  # Lite x86 cannot run weight-quantized models
+    assert_one_line_error(run_cli("parity", sample_export, out), "weight-quantized arm8", "no x86 twin")
+
+
+def test_x86_quantized_is_refused(sample_export, tmp_path):
+    r = run_cli("convert", sample_export, "--to", "lite", "--arch", "x86", "--quantize", "int16",
+                "--out", tmp_path / "o")
+    assert_one_line_error(r, "NaN", "--arch arm8")
+
+
+def test_parity_flags_non_finite_outputs():
+    import numpy as np
+
+    from vitdeploy.parity import PRESETS, check, compare
+
+    ref = np.ones((2, 4), np.float32)
+    out = ref.copy()
+    out[0, 1] = np.nan
+    m = compare(ref, out)
+    assert m["non_finite"] and m["cosine_min"] == -1.0
+    assert check(m, 0.0, PRESETS["fp32"])
+
+
+@pytest.mark.parametrize("args,needles", [
+    (("--arch", "mips"), ("unknown --arch 'mips'", "arm8")),
+    (("--quantize", "int4"), ("int4",)),
+    (("--arch", "x86", "--fp16"), ("--fp16",)),
+])
+def test_bad_lite_options(sample_export, tmp_path, args, needles):
+    r = run_cli("convert", sample_export, "--to", "lite", *args, "--out", tmp_path / "o")
+    assert_one_line_error(r, *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_lite_options_need_lite_target(sample_export, tmp_path):
+    assert_one_line_error(run_cli("convert", sample_export, "--to", "onnx", "--arch", "arm8",
+                                  "--out", tmp_path / "o"), "--to lite only")
+
+
+def test_checkpoint_must_match_the_export(sample_export, tmp_path, sample):
+    moved = tmp_path / "exp"
+    shutil.copytree(sample_export, moved)
+    manifest = json.loads((moved / "manifest.json").read_text())
+    manifest["source"]["path"] = str(tmp_path / "gone.pdparams")
+    (moved / "manifest.json").write_text(json.dumps(manifest))
+    r = run_cli("convert", moved, "--to", "lite", "--out", tmp_path / "o")
+    assert_one_line_error(r, "--weights", "gone")
+    other = save_random_checkpoint(sample["model"], tmp_path / "other.pdparams", num_classes=10)
+    r = run_cli("convert", moved, "--to", "lite", "--weights", other, "--out", tmp_path / "o")
+    assert_one_line_error(r, "sha256 differs")
+    r = run_cli("convert", moved, "--to", "lite", "--weights", ROOT / sample["weights"],
+                "--out", tmp_path / "o")
+    assert r.code == 0, r.stderr
+
+
+def test_toolchain_missing_is_one_clear_line(sample_export, tmp_path, monkeypatch):
+    monkeypatch.setenv("VITDEPLOY_LITE_ENV", str(tmp_path / "no-env"))
+    r = run_cli("convert", sample_export, "--to", "lite", "--out", tmp_path / "o")
+    assert_one_line_error(r, "not set up", "vitdeploy lite setup")
+
+
+def test_python310_discovery_errors(monkeypatch, tmp_path):
+    monkeypatch.setenv("VITDEPLOY_LITE_PYTHON", sys.executable)  # a 3.11: refused
+    with pytest.raises(lite_env.LiteToolchainError, match="not a working Python 3.10"):
+        lite_env.find_python310()
+    monkeypatch.delenv("VITDEPLOY_LITE_PYTHON")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no python3.10, no uv
+    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "nopyenv"))
+    with pytest.raises(lite_env.LiteToolchainError, match="VITDEPLOY_LITE_PYTHON"):
+        lite_env.find_python310()
+
+
+def test_python310_found_via_env_or_pyenv():
+    exe, how = lite_env.find_python310()
+    assert how in ("VITDEPLOY_LITE_PYTHON", "PATH", "pyenv", "uv") and os.path.exists(exe)
+
+
+def test_doctor(tmp_path):
+    r = run_cli("doctor", "--json")
+    assert r.code == 0
+    data = json.loads(r.stdout)
+    names = {c["name"]: c for c in data["components"]}
+    assert names["lite toolchain"]["ok"] is True
+    assert "paddlelite" in names["lite toolchain"]["version"]
+    assert {"paddle", "onnxruntime", "openvino", "lite"} == set(data["runtimes"])

@@ -1,0 +1,83 @@
+"""Paddle Lite ``.nb`` through the managed Lite toolchain (see targets/lite_env.py).
+
+checkpoint -> (Paddle 2.6) legacy program -> compatibility passes -> preflight -> opt. For an
+ARM/OpenCL target an x86 twin is built from the same legacy program, so parity can be proven on
+this machine; ``vitdeploy inspect`` proves the ARM file is fully placed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+from ..artifacts import sha256
+from ..errors import ArtifactError, CheckpointError, ExportError
+from ..runtimes.lite import TWIN
+from ..targets import lite_env
+from ..targets.naive_buffer import read_nb
+from .source import Source
+
+ARCHES = {"arm8": "arm", "armv7": "arm", "x86": "x86", "opencl": "opencl,arm"}
+QUANTIZE = ("int8", "int16")
+
+
+def _weights(source: Source, weights: str | Path | None) -> Path:
+    recorded = source.manifest.get("source", {})
+    path = Path(weights) if weights else (Path(recorded["path"]) if recorded.get("path") else None)
+    if path is None or not path.is_file():
+        hint = f" (the export recorded {recorded['path']}, which is gone)" if recorded.get("path") else ""
+        raise CheckpointError(
+            f"Lite conversion re-exports from the checkpoint with Paddle 2.6; pass --weights "
+            f"CKPT{hint}"
+        )
+    if recorded.get("sha256") and sha256(path) != recorded["sha256"]:
+        raise CheckpointError(f"{path} is not the checkpoint {source.directory} was exported from "
+                              "(sha256 differs)")
+    return path
+
+
+def convert(source: Source, out: Path, arch: str = "arm8", quantize: str | None = None,
+            fp16: bool = False, weights: str | Path | None = None, **_: object) -> dict:
+    if arch not in ARCHES:
+        raise ExportError(f"unknown --arch {arch!r}; available: {', '.join(ARCHES)}")
+    if quantize not in (None, *QUANTIZE):
+        raise ExportError(f"unknown --quantize {quantize!r}; Lite offers weight-only int8 or int16")
+    if fp16 and arch not in ("arm8",):
+        raise ExportError("--fp16 targets ARMv8.2 fp16 kernels: use it with --arch arm8")
+    if quantize and arch == "x86":
+        raise ExportError("Paddle Lite 2.13's x86 kernels return NaN on weight-quantized models; "
+                          "use --quantize with --arch arm8, armv7 or opencl")
+    if not source.model_name:
+        raise ArtifactError(f"{source.directory}: unknown architecture; pass --model NAME")
+    ckpt = _weights(source, weights)
+    lite_env.require()
+    with tempfile.TemporaryDirectory(prefix="vitdeploy-legacy-") as tmp:
+        exported = lite_env.run_worker("export", {
+            "model": source.model_name, "weights": str(ckpt), "out": tmp,
+            "num_classes": source.manifest.get("num_classes")})
+        pre = lite_env.run_worker("preflight", {"model_dir": tmp, "valid_places": ARCHES[arch]})
+        if pre["unsupported"]:
+            raise ExportError(f"Paddle Lite has no {arch} kernel for: {', '.join(pre['unsupported'])}; "
+                              "opt would fail on them")
+        # The x86 twin lets parity run here; Lite x86 cannot run weight-quantized models (NaN),
+        # so a quantized ARM build gets none.
+        twin = arch != "x86" and not quantize
+        builds = [(arch, "model")] + ([("x86", "model.x86")] if twin else [])
+        for target, stem in builds:
+            res = lite_env.run_worker("optimize", {
+                "model_dir": tmp, "valid_places": ARCHES[target], "out_prefix": str(out / stem),
+                "quantize": quantize, "fp16": fp16 and target == arch})
+            if "error" in res:
+                raise ExportError(res["error"])
+    nb = read_nb(out / "model.nb")
+    unplaced = nb.unplaced(arch)
+    if unplaced:
+        raise ExportError(f"opt left ops without a {arch} kernel: {', '.join(unplaced)}")
+    details = {"model_file": "model.nb", "arch": arch, "valid_places": ARCHES[arch],
+               "quantize": quantize, "fp16": fp16, "opt_version": nb.opt_version,
+               "passes": exported["passes"], "legacy_ops": exported["ops"],
+               "weights_precision": nb.weight_precision(), "needs_extra": nb.needs_extra(),
+               "paddle_legacy": exported["paddle"]}
+    if twin:
+        details["x86_twin"] = TWIN
+    return details

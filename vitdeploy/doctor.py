@@ -1,0 +1,42 @@
+"""``vitdeploy doctor``: what is installed, which versions, what is missing."""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+
+from . import __version__
+
+_PACKAGES = (
+    ("paddlepaddle", "Paddle Inference runtime and export", "pip install 'paddlepaddle==3.3.*'"),
+    ("paddle2onnx", "convert --to onnx / openvino", "pip install 'paddle2onnx==2.1.*'"),
+    ("onnx", "ONNX checker", "pip install onnx"),
+    ("onnxslim", "ONNX graph cleaning", "pip install onnxslim"),
+    ("onnxruntime", "runtime onnxruntime", "pip install onnxruntime"),
+    ("openvino", "runtime openvino, convert --to openvino", "pip install openvino"),
+    ("opencv-python-headless", "image decoding and resizing", "pip install opencv-python-headless"),
+)
+
+
+def diagnose() -> dict:
+    rows = [{"name": "vitdeploy", "ok": True, "version": __version__,
+             "notes": f"Python {platform.python_version()}"}]
+    for pkg, what, fix in _PACKAGES:
+        try:
+            rows.append({"name": pkg, "ok": True, "version": metadata.version(pkg), "notes": what})
+        except metadata.PackageNotFoundError:
+            rows.append({"name": pkg, "ok": False, "version": None, "notes": f"{what}; {fix}"})
+    from .targets import lite_env
+
+    st = lite_env.status()
+    try:
+        py, how = lite_env.find_python310()
+        py_note = f"Python 3.10 at {py} (via {how})"
+    except lite_env.LiteToolchainError as e:
+        py_note = str(e)
+    rows.append({"name": "lite toolchain", "ok": st.ready,
+                 "version": ", ".join(f"{k} {v}" for k, v in st.versions.items()) or None,
+                 "notes": f"{st.env}; " + (py_note if st.ready else f"{st.problem}; {py_note}")})
+    from .runtimes import RUNTIMES
+
+    return {"ok": all(r["ok"] for r in rows), "components": rows, "runtimes": list(RUNTIMES)}

@@ -1,0 +1,103 @@
+"""Paddle Lite: runs x86 ``.nb`` files through a persistent worker in the Lite environment.
+
+An ARM (arm8/armv7/opencl) artifact cannot run here; its x86 twin, built by opt from the same
+legacy program, stands in for it (reported as such).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ArtifactError
+from .base import Runtime
+
+TWIN = "model.x86.nb"
+
+
+def _lite_manifest(directory: Path) -> dict:
+    try:
+        return json.loads((directory / "manifest.json").read_text()).get("lite", {})
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+class LiteRuntime(Runtime):
+    name = "lite"
+    formats = "a Paddle Lite .nb (x86, or an ARM model with its x86 twin)"
+
+    @classmethod
+    def find_model(cls, directory: Path) -> Path | None:
+        info = _lite_manifest(directory)
+        if info.get("arch", "x86") != "x86":
+            twin = directory / (info.get("x86_twin") or TWIN)
+            return twin if twin.is_file() else None
+        nb = directory / "model.nb"
+        return nb if nb.is_file() else None
+
+    @classmethod
+    def why_not(cls, directory: Path) -> str | None:
+        """Why a Lite artifact here cannot run on this machine (an ARM build without x86 twin)."""
+        info = _lite_manifest(directory)
+        if info.get("arch", "x86") != "x86" and not info.get("x86_twin"):
+            return (f"{directory} is a weight-quantized {info['arch']} .nb: Paddle Lite's x86 kernels "
+                    "cannot run weight-quantized models, so it has no x86 twin to run here; "
+                    "'vitdeploy inspect' checks it, accuracy must be measured on the device")
+        return None
+
+    def load(self) -> None:
+        from ..targets import lite_env
+        from ..targets.naive_buffer import read_nb
+
+        nb = read_nb(self.model_path)  # fails clearly on a file that is not a .nb
+        if nb.unplaced("x86"):
+            raise ArtifactError(f"{self.model_path} is not an x86 .nb, and only x86 runs here")
+        info = _lite_manifest(self.model_path.parent)
+        self.detail = (f"x86 twin of {info['arch']}" if info.get("arch", "x86") != "x86" else "x86")
+        self.precision = nb.weight_precision() if nb.weight_precision() != "unknown" else "fp32"
+        self._tmp = Path(tempfile.mkdtemp(prefix="vitdeploy-lite-"))
+        self._proc = subprocess.Popen(lite_env.worker_command("serve"), stdin=subprocess.PIPE,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                      env=lite_env.worker_env())
+        if not self._read().get("ready"):
+            raise ArtifactError("the Lite worker did not start")
+        self._calls = 0
+
+    def _read(self) -> dict:
+        for line in self._proc.stdout:
+            if line.startswith("{"):
+                return json.loads(line)
+        raise ArtifactError(f"the Lite worker exited (code {self._proc.wait()}) on {self.model_path}")
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        self._calls += 1
+        inp, out = self._tmp / f"in{self._calls}.npy", self._tmp / f"out{self._calls}.npy"
+        np.save(inp, np.ascontiguousarray(batch, np.float32))
+        self._proc.stdin.write(json.dumps({"nb": str(self.model_path), "input": str(inp),
+                                           "output": str(out), "threads": self.threads}) + "\n")
+        self._proc.stdin.flush()
+        reply = self._read()
+        if "error" in reply:
+            raise ArtifactError(f"Paddle Lite failed on {self.model_path.name}: {reply['error']}")
+        result = np.load(out)
+        inp.unlink(missing_ok=True)
+        out.unlink(missing_ok=True)
+        return result
+
+    def close(self) -> None:
+        proc = getattr(self, "_proc", None)
+        if proc is not None and proc.poll() is None:
+            try:
+                proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                proc.stdin.flush()
+                proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                proc.kill()
+        self._proc = None
+        if getattr(self, "_tmp", None):
+            shutil.rmtree(self._tmp, ignore_errors=True)

@@ -1,0 +1,191 @@
+"""The Lite worker: runs inside the Lite environment (Python 3.10, Paddle 2.6, paddlelite).
+
+``python lite_worker.py COMMAND JSON`` prints one JSON line (the last line starting with '{').
+``serve`` instead reads JSON requests line by line from stdin and answers each on stdout.
+Only the model code, the safe checkpoint loader, Paddle 2.6, paddlelite and numpy are imported.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+import sys
+import tempfile
+import traceback
+
+
+def _reply(obj: dict) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def _capture_fd1():
+    """Capture what native code prints on stdout (opt's reports) into a string list."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with tempfile.TemporaryFile(mode="w+b") as sink:
+        os.dup2(sink.fileno(), 1)
+        box: list[str] = []
+        try:
+            yield box
+        finally:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+            sink.seek(0)
+            box.append(sink.read().decode("utf-8", "replace"))
+
+
+def _program_ops(path: str) -> dict:
+    from paddle.base.proto import framework_pb2
+
+    prog = framework_pb2.ProgramDesc()
+    with open(path, "rb") as f:
+        prog.ParseFromString(f.read())
+    return dict(collections.Counter(op.type for op in prog.blocks[0].ops))
+
+
+def export(args: dict) -> dict:
+    """Checkpoint -> legacy inference.pdmodel/.pdiparams with the compatibility passes applied."""
+    import paddle
+    from paddle.base.proto import framework_pb2
+
+    from vitdeploy.models.loader import fold_for_export, load_model
+    from vitdeploy.targets.lite_passes import run_passes
+
+    paddle.set_device("cpu")
+    loaded = load_model(args["model"], args["weights"], args.get("num_classes"))
+    fold_for_export(loaded.model)
+    size = loaded.config.input_size
+    spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "x")]
+    prefix = os.path.join(args["out"], "inference")
+    paddle.jit.save(paddle.jit.to_static(loaded.model, input_spec=spec), prefix)
+    prog = framework_pb2.ProgramDesc()
+    with open(prefix + ".pdmodel", "rb") as f:
+        prog.ParseFromString(f.read())
+    passes = run_passes(prog)
+    with open(prefix + ".pdmodel", "wb") as f:
+        f.write(prog.SerializeToString())
+    return {"passes": passes, "ops": _program_ops(prefix + ".pdmodel"),
+            "num_classes": loaded.num_classes, "paddle": paddle.__version__}
+
+
+def _parse_support(report: str) -> dict:
+    """opt's 'OPs in the input model include' table -> {op: [places with a kernel]}."""
+    lines = report.splitlines()
+    try:
+        start = next(i for i, ln in enumerate(lines) if "OP_name" in ln)
+    except StopIteration:
+        return {}
+    header = lines[start]
+    cols = [(header.index(tok) + len(tok), tok) for tok in header.split()[1:]]
+    table = {}
+    for ln in lines[start + 1:]:
+        parts = ln.split()
+        if not parts or parts[0] in ("Paddle-Lite", "Supported") or ln.startswith("Paddle"):
+            break
+        places = []
+        for pos, ch in enumerate(ln):
+            if ch == "Y" and pos > len(ln) - len(ln.lstrip()) + len(parts[0]):
+                places.append(min(cols, key=lambda c: abs(c[0] - 1 - pos))[1])
+        table[parts[0]] = places
+    return table
+
+
+def preflight(args: dict) -> dict:
+    from paddlelite.lite import Opt
+
+    opt = Opt()
+    opt.set_model_file(os.path.join(args["model_dir"], "inference.pdmodel"))
+    opt.set_param_file(os.path.join(args["model_dir"], "inference.pdiparams"))
+    opt.set_valid_places(args["valid_places"])
+    with _capture_fd1() as box:
+        opt.check_if_model_supported(False)
+    support = _parse_support(box[0])
+    missing = sorted(op for op, places in support.items() if not places)
+    return {"support": support, "unsupported": missing, "report": box[0][-4000:]}
+
+
+def optimize(args: dict) -> dict:
+    from paddlelite.lite import Opt
+
+    opt = Opt()
+    opt.set_model_file(os.path.join(args["model_dir"], "inference.pdmodel"))
+    opt.set_param_file(os.path.join(args["model_dir"], "inference.pdiparams"))
+    opt.set_valid_places(args["valid_places"])
+    opt.set_model_type("naive_buffer")
+    if args.get("quantize"):
+        opt.set_quant_model(True)
+        opt.set_quant_type({"int8": "QUANT_INT8", "int16": "QUANT_INT16"}[args["quantize"]])
+    if args.get("fp16"):
+        opt.enable_fp16()
+    opt.set_optimize_out(args["out_prefix"])
+    with _capture_fd1() as box:
+        opt.run()
+    nb = args["out_prefix"] + ".nb"
+    if not os.path.isfile(nb):
+        return {"error": f"opt wrote no {nb}: {box[0].strip().splitlines()[-1:]}"}
+    return {"nb": nb, "opt_version": opt.version(), "log": box[0][-2000:]}
+
+
+class _Session:
+    def __init__(self, nb: str, threads: int) -> None:
+        from paddlelite.lite import MobileConfig, create_paddle_predictor
+
+        config = MobileConfig()
+        config.set_model_from_file(nb)
+        self.predictor = create_paddle_predictor(config)
+        self.threads = threads
+
+    def run(self, x):
+        self.predictor.get_input(0).from_numpy(x)
+        self.predictor.run()
+        return self.predictor.get_output(0).numpy()
+
+
+def serve(_args: dict) -> None:
+    """Persistent mode for the Lite runtime: {"nb", "input", "output"} per line."""
+    import numpy as np
+
+    sessions: dict[str, _Session] = {}
+    _reply({"ready": True})
+    for line in sys.stdin:
+        try:
+            req = json.loads(line)
+            if req.get("cmd") == "quit":
+                break
+            nb = req["nb"]
+            if nb not in sessions:
+                sessions[nb] = _Session(nb, int(req.get("threads", 1)))
+            x = np.load(req["input"])
+            np.save(req["output"], np.ascontiguousarray(sessions[nb].run(x), dtype=np.float32))
+            _reply({"ok": True})
+        except Exception as e:  # one bad request must not kill the session
+            _reply({"error": f"{type(e).__name__}: {e}"})
+
+
+COMMANDS = {"export": export, "preflight": preflight, "optimize": optimize, "serve": serve}
+
+
+def main() -> int:
+    command, payload = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
+    try:
+        result = COMMANDS[command](payload)
+    except Exception as e:
+        from vitdeploy.errors import VitdeployError
+
+        if os.environ.get("VITDEPLOY_DEBUG"):
+            traceback.print_exc()
+        text = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        _reply({"error": text if isinstance(e, VitdeployError) else f"{type(e).__name__}: {text}"})
+        return 1
+    if result is not None:
+        _reply(result)
+    return 0 if not (result or {}).get("error") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
