@@ -1,4 +1,5 @@
-"""`make zoo`: all 20 seed architectures through export -> ONNX -> OpenVINO, with fp32 parity.
+"""`make zoo`: all 20 seed architectures through export -> ONNX / OpenVINO / Paddle Lite, with
+fp32 parity (Lite: arm8 .nb fully placed, and its x86 twin run for parity).
 
 Seeded random weights (no pretrained weights can be downloaded here). Each model's row is cached
 in .cache/zoo/<name>.json, so an interrupted run resumes; docs/zoo.md is rendered at the end.
@@ -24,6 +25,7 @@ from vitdeploy.export import export_model  # noqa: E402
 from vitdeploy.models import list_models  # noqa: E402
 from vitdeploy.models.loader import save_random_checkpoint  # noqa: E402
 from vitdeploy.parity import run_parity  # noqa: E402
+from vitdeploy.targets.naive_buffer import read_nb  # noqa: E402
 
 CACHE = ROOT / ".cache" / "zoo"
 WORK = ROOT / ".cache" / "zoo-work"
@@ -58,6 +60,26 @@ def run_model(name: str, index: int) -> dict:
     return row
 
 
+def run_lite(name: str, index: int) -> dict:
+    work = WORK / f"{name}-lite"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    variant = {"distillation": True} if name.startswith("LeViT") else {}
+    ckpt = save_random_checkpoint(name, work / "random.pdparams", seed=index, **variant)
+    export_model(name, ckpt, work / "paddle")
+    res = convert(work / "paddle", "lite", work / "lite", arch="arm8")
+    nb = read_nb(work / "lite" / "model.nb")
+    report = run_parity(work / "paddle", [work / "lite"], batch_sizes=BATCHES, num_random=NUM_INPUTS)
+    r = report.results[0]
+    row = {"convert_s": res.seconds, "arm8_ops": len(nb.ops), "arm8_all_placed": not nb.unplaced("arm8"),
+           "needs_extra": nb.needs_extra(), "passes": res.details["passes"], "max_abs": r.max_abs,
+           "cosine_min": r.cosine_min, "top1_agreement": r.top1_agreement,
+           "batch_max_diff": r.batch_max_diff, "parity_passed": r.passed}
+    row["passed"] = row["arm8_all_placed"] and r.passed
+    shutil.rmtree(work, ignore_errors=True)
+    return row
+
+
 def render(rows: list[dict]) -> str:
     lines = [
         "# Model zoo matrix",
@@ -85,6 +107,30 @@ def render(rows: list[dict]) -> str:
     passed = sum(r["passed"] for r in rows)
     lines += ["", f"{passed} of {len(rows)} architectures pass fp32 parity on paddle, "
               "onnxruntime and openvino."]
+    lite = [r for r in rows if "lite" in r]
+    if lite:
+        lines += [
+            "", "## Paddle Lite", "",
+            "`vitdeploy convert --to lite --arch arm8` (Paddle 2.6 legacy program, compatibility "
+            "passes, opt 2.13rc0). The arm8 `.nb` is read back with `vitdeploy inspect` (every op "
+            "on an ARM or Host kernel); its x86 twin, built by opt from the same legacy program, is "
+            "run through Paddle Lite here for parity against Paddle Inference fp32 (same inputs and "
+            "tolerances as above).", "",
+            "| model | arm8 ops | all placed on ARM/Host | needs with_extra | passes applied | "
+            "Lite x86 max abs | cosine | top-1 | convert s (arm8 + x86) | pass |",
+            "|---|---:|:-:|---|---|---:|---:|---:|---:|:-:|",
+        ]
+        for r in lite:
+            x = r["lite"]
+            applied = ", ".join(f"{k} x{v}" for k, v in x["passes"].items() if v) or "none"
+            lines.append(
+                f"| {r['model']} | {x['arm8_ops']} | {'yes' if x['arm8_all_placed'] else '**no**'} | "
+                f"{', '.join(x['needs_extra'])} | {applied} | {x['max_abs']:.1e} | "
+                f"{x['cosine_min']:.7f} | {x['top1_agreement']:.0%} | {x['convert_s']:.1f} | "
+                f"{'pass' if x['passed'] else '**FAIL**'} |")
+        ok = sum(r["lite"]["passed"] for r in lite)
+        lines += ["", f"{ok} of {len(lite)} architectures convert to a fully placed arm8 .nb and "
+                  "pass fp32 parity through Lite x86."]
     return "\n".join(lines) + "\n"
 
 
@@ -92,6 +138,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--only", nargs="*", help="Run only these models (others from the cache).")
     ap.add_argument("--fresh", action="store_true", help="Ignore cached rows.")
+    ap.add_argument("--no-lite", action="store_true", help="Skip the Paddle Lite columns.")
     args = ap.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in list_models()]
@@ -104,12 +151,19 @@ def main() -> int:
             cached.write_text(json.dumps(run_model(name, i), indent=2))
         if cached.exists():
             row = json.loads(cached.read_text())
+            if "lite" not in row and (not args.only or name in args.only) and not args.no_lite:
+                print(f"[{i + 1}/{len(names)}] {name} through Paddle Lite ...", flush=True)
+                row["lite"] = run_lite(name, i)
+                cached.write_text(json.dumps(row, indent=2))
             rows.append(row)
-            print(f"  {name}: {'pass' if row['passed'] else 'FAIL'}", flush=True)
+            lite = row.get("lite", {}).get("passed")
+            print(f"  {name}: {'pass' if row['passed'] else 'FAIL'}"
+                  f"{'' if lite is None else ', lite ' + ('pass' if lite else 'FAIL')}", flush=True)
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(render(rows))
     print(f"wrote {DOC.relative_to(ROOT)} ({len(rows)} rows)")
-    return 0 if rows and all(r["passed"] for r in rows) else 2
+    ok = all(r["passed"] and r.get("lite", {}).get("passed", True) for r in rows)
+    return 0 if rows and ok else 2
 
 
 if __name__ == "__main__":

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from paddle.base.proto import framework_pb2
 
-from vitdeploy.targets.lite_passes import (
-    PASSES,
-    _tensor_desc,
-    flatten_xshape,
-    reshape_transpose_xshape,
-    run_passes,
-)
+from vitdeploy.targets.lite_passes import PASSES, _tensor_desc, flatten_xshape, run_passes
 
 VT = framework_pb2.VarType
 DENSE = getattr(VT, "LOD_TENSOR", None) or VT.DENSE_TENSOR  # renamed in Paddle 3
@@ -51,8 +45,7 @@ def test_flatten_gets_xshape_with_paddle_layout():
     assert _tensor_desc(var.type).data_type == VT.FP32
     assert not var.persistable
     assert flatten_xshape(prog) == 0  # idempotent
-    # the program still serialises and parses
-    again = framework_pb2.ProgramDesc()
+    again = framework_pb2.ProgramDesc()  # the program still serialises and parses
     again.ParseFromString(prog.SerializeToString())
     assert _outputs(again)["XShape"] == ["out.xshape"]
 
@@ -63,10 +56,10 @@ def test_flatten_with_xshape_untouched():
     assert _outputs(prog)["XShape"] == ["xs"]
 
 
-def test_transpose_and_reshape_get_xshape():
-    for op in ("transpose2", "reshape2"):
+def test_other_ops_untouched():
+    """transpose2 without XShape is fine for opt 2.13 (checked on LeViT): left alone."""
+    for op in ("transpose2", "softmax"):
         prog = _program(op)
-        assert reshape_transpose_xshape(prog) == 1
-        assert "XShape" in _outputs(prog)
-    other = _program("softmax")
-    assert run_passes(other) == {name: 0 for name in PASSES}
+        before = prog.SerializeToString()
+        assert run_passes(prog) == {name: 0 for name in PASSES}
+        assert prog.SerializeToString() == before

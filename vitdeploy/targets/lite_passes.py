@@ -60,22 +60,8 @@ def flatten_xshape(program: Any) -> int:
     return changed
 
 
-def reshape_transpose_xshape(program: Any) -> int:
-    """The same missing XShape on reshape2 / transpose2 / squeeze2 / unsqueeze2 (newer Paddle
-    drops it when unused); Lite's kernels for these also expect it."""
-    changed = 0
-    for block in program.blocks:
-        for op in block.ops:
-            if op.type in ("reshape2", "transpose2", "squeeze2", "unsqueeze2") and \
-                    not _args(op.outputs, "XShape"):
-                _add_xshape(block, op, _args(op.inputs, "X")[0], _args(op.outputs, "Out")[0])
-                changed += 1
-    return changed
-
-
 PASSES: dict[str, Callable[[Any], int]] = {
     "flatten_xshape": flatten_xshape,
-    "reshape_transpose_xshape": reshape_transpose_xshape,
 }
 
 
