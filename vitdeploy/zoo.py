@@ -35,7 +35,7 @@ def count_params(name: str) -> int:
         model = get_family(cfg.family).build(cfg, cfg.num_classes,
                                              **_COUNT_VARIANT.get(cfg.family, {}))
     total = sum(int(np.prod(p.shape)) for n, p in model.named_parameters()
-                if n.split(".")[-1] not in _UNCOUNTED)
+                if not p.stop_gradient and n.split(".")[-1] not in _UNCOUNTED)  # BN stats excluded
     # BatchNorm counts as deployed (folded), as LeViT's published sizes do: after a bias-free
     # conv/linear it becomes that layer's bias (C), before a linear it vanishes.
     for layer in model.sublayers():

@@ -290,8 +290,9 @@ def _macs(cfg: ModelConfig) -> float:
 
 register_family(Family("levit", _build, _variant, _num_classes, _macs))
 
-# PaddleClas Infer transforms for LeViT (ppcls/configs/ImageNet/LeViT/*.yaml).
-_PRE = PreprocessConfig(resize_short=256, crop_size=224)
+# PaddleClas Infer transforms for LeViT (ppcls/configs/ImageNet/LeViT/*.yaml): ResizeImage
+# names no interpolation/backend, so PaddleClas's default applies (OpenCV, bilinear).
+_PRE = PreprocessConfig(resize_short=256, crop_size=224, interpolation="bilinear", backend="cv2")
 for _name, _c, _d, _n, _x in (
     ("LeViT_128S", (128, 256, 384), 16, (4, 6, 8), (2, 3, 4)),
     ("LeViT_128", (128, 256, 384), 16, (4, 8, 12), (4, 4, 4)),

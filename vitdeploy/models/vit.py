@@ -148,8 +148,11 @@ register_family(Family("vit", _build, _variant, _num_classes, _macs))
 # PaddleClas Infer transforms (ppcls/configs/ImageNet/{DeiT,VisionTransformer}/*.yaml).
 _DEIT_224 = PreprocessConfig(resize_short=256, crop_size=224)
 _DEIT_384 = PreprocessConfig(resize_short=438, crop_size=384)
-_VIT_224 = PreprocessConfig(resize_short=256, crop_size=224, mean=HALF, std=HALF)
-_VIT_384 = PreprocessConfig(resize_short=384, crop_size=384, mean=HALF, std=HALF)
+# ViT's Infer config names no interpolation/backend: PaddleClas's default, OpenCV bilinear.
+_VIT_224 = PreprocessConfig(resize_short=256, crop_size=224, interpolation="bilinear",
+                            backend="cv2", mean=HALF, std=HALF)
+_VIT_384 = PreprocessConfig(resize_short=384, crop_size=384, interpolation="bilinear",
+                            backend="cv2", mean=HALF, std=HALF)
 
 _STD = dict(mlp_ratio=4, qkv_bias=True, epsilon=1e-6)
 _TINY = dict(embed_dim=192, depth=12, num_heads=3, patch_size=16, **_STD)
