@@ -140,3 +140,29 @@ def test_doctor(tmp_path):
     assert names["lite toolchain"]["ok"] is True
     assert "paddlelite" in names["lite toolchain"]["version"]
     assert {"paddle", "onnxruntime", "openvino", "lite"} == set(data["runtimes"])
+
+
+def test_fp16_is_refused_when_opt_cannot_do_it(sample_export, tmp_path):
+    """The PyPI opt has no ARMv8.2 fp16 kernels: say so instead of writing an fp32 model."""
+    r = run_cli("convert", sample_export, "--to", "lite", "--arch", "arm8", "--fp16",
+                "--out", tmp_path / "o")
+    if r.code == 0:  # an opt built with fp16 support: the kernels must really be fp16
+        info = json.loads(run_cli("inspect", tmp_path / "o" / "model.nb", "--json").stdout)
+        assert any(op["precision"] == "kFP16" for op in info["ops"])
+    else:
+        assert_one_line_error(r, "--fp16", "fp16")
+        assert not (tmp_path / "o").exists()
+
+
+def test_preflight_report_parsing():
+    from vitdeploy.targets.lite_worker import _parse_support
+
+    report = """OPs in the input model include:
+                                        OP_name  kARM  kHost
+                                         conv2d     Y
+                                      expand_v2            Y
+                                   my_custom_op
+Paddle-Lite does not support this model!"""
+    support = _parse_support(report)
+    assert support["conv2d"] == ["kARM"] and support["expand_v2"] == ["kHost"]
+    assert support["my_custom_op"] == []

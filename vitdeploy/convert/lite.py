@@ -70,6 +70,10 @@ def convert(source: Source, out: Path, arch: str = "arm8", quantize: str | None 
             if "error" in res:
                 raise ExportError(res["error"])
     nb = read_nb(out / "model.nb")
+    if fp16 and not any(op.precision == "kFP16" for op in nb.ops):
+        raise ExportError("--fp16: opt placed no op on an fp16 kernel; the PyPI paddlelite 2.13rc0 "
+                          "opt is built without ARMv8.2 fp16 (LITE_WITH_ARM82_FP16), so use a "
+                          "source build of opt for fp16 models, or convert without --fp16")
     unplaced = nb.unplaced(arch)
     if unplaced:
         raise ExportError(f"opt left ops without a {arch} kernel: {', '.join(unplaced)}")
