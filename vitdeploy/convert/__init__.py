@@ -93,7 +93,8 @@ def convert(src: str | Path, to: str, out: str | Path, *, opset: int | None = No
             "softmax": bool(source.manifest.get("softmax", False)),
             "input": source.manifest.get("input") or {"name": "x", "dtype": "float32"},
             "conversion": details,
-            **({"lite": {"arch": details["arch"], "x86_twin": details.get("x86_twin")}}
+            **({"lite": {"arch": details["arch"], "x86_twin": details.get("x86_twin"),
+                         "x86_twin_weights": details.get("x86_twin_weights")}}
                if to == "lite" else {}),
             "source": {"dir": str(Path(src)), "kind": source.kind, "files": src_files},
             "versions": tool_versions(),

@@ -36,6 +36,29 @@ def _weights(source: Source, weights: str | Path | None) -> Path:
     return path
 
 
+def _build_twin(legacy: str, out: Path, arch: str, quantize: str | None) -> str:
+    """The x86 twin of an ARM build, from the same legacy program. Lite's x86 kernels give NaN
+    on weight-quantized models, so for --quantize the twin is an fp32 build whose weights are
+    rounded exactly as the ARM .nb stores them (intN x its per-channel scales)."""
+    source_dir, weights = legacy, "fp32"
+    if quantize:
+        nb = read_nb(out / "model.nb")
+        if not nb.quant_scales:
+            raise ExportError(f"opt wrote no quantization scales into the {arch} .nb")
+        source_dir = legacy + "-twin"
+        res = lite_env.run_worker("fake_quant", {
+            "model_dir": legacy, "out_dir": source_dir, "bits": max(nb.quant_bits),
+            "scales": {k: list(v) for k, v in nb.quant_scales.items()}})
+        if "error" in res:
+            raise ExportError(res["error"])
+        weights = f"{quantize} weights emulated"
+    res = lite_env.run_worker("optimize", {"model_dir": source_dir, "valid_places": "x86",
+                                           "out_prefix": str(out / "model.x86")})
+    if "error" in res:
+        raise ExportError(res["error"])
+    return weights
+
+
 def convert(source: Source, out: Path, arch: str = "arm8", quantize: str | None = None,
             fp16: bool = False, weights: str | Path | None = None, **_: object) -> dict:
     if arch not in ARCHES:
@@ -59,24 +82,20 @@ def convert(source: Source, out: Path, arch: str = "arm8", quantize: str | None 
         if pre["unsupported"]:
             raise ExportError(f"Paddle Lite has no {arch} kernel for: {', '.join(pre['unsupported'])}; "
                               "opt would fail on them")
-        # The x86 twin lets parity run here; Lite x86 cannot run weight-quantized models (NaN),
-        # so a quantized ARM build gets none.
-        twin = arch != "x86" and not quantize
-        builds = [(arch, "model")] + ([("x86", "model.x86")] if twin else [])
-        for target, stem in builds:
-            res = lite_env.run_worker("optimize", {
-                "model_dir": tmp, "valid_places": ARCHES[target], "out_prefix": str(out / stem),
-                "quantize": quantize, "fp16": fp16 and target == arch})
-            if "error" in res:
-                raise ExportError(res["error"])
-    nb = read_nb(out / "model.nb")
-    if fp16 and not any(op.precision == "kFP16" for op in nb.ops):
-        raise ExportError("--fp16: opt placed no op on an fp16 kernel; the PyPI paddlelite 2.13rc0 "
-                          "opt is built without ARMv8.2 fp16 (LITE_WITH_ARM82_FP16), so use a "
-                          "source build of opt for fp16 models, or convert without --fp16")
-    unplaced = nb.unplaced(arch)
-    if unplaced:
-        raise ExportError(f"opt left ops without a {arch} kernel: {', '.join(unplaced)}")
+        res = lite_env.run_worker("optimize", {
+            "model_dir": tmp, "valid_places": ARCHES[arch], "out_prefix": str(out / "model"),
+            "quantize": quantize, "fp16": fp16})
+        if "error" in res:
+            raise ExportError(res["error"])
+        nb = read_nb(out / "model.nb")
+        if fp16 and not any(op.precision == "kFP16" for op in nb.ops):
+            raise ExportError("--fp16: opt placed no op on an fp16 kernel; the PyPI paddlelite "
+                              "2.13rc0 opt is built without ARMv8.2 fp16 (LITE_WITH_ARM82_FP16), "
+                              "so use a source build of opt for fp16 models, or drop --fp16")
+        unplaced = nb.unplaced(arch)
+        if unplaced:
+            raise ExportError(f"opt left ops without a {arch} kernel: {', '.join(unplaced)}")
+        twin = _build_twin(tmp, out, arch, quantize) if arch != "x86" else None
     details = {"model_file": "model.nb", "arch": arch, "valid_places": ARCHES[arch],
                "quantize": quantize, "fp16": fp16, "opt_version": nb.opt_version,
                "passes": exported["passes"], "legacy_ops": exported["ops"],
@@ -84,4 +103,5 @@ def convert(source: Source, out: Path, arch: str = "arm8", quantize: str | None 
                "paddle_legacy": exported["paddle"]}
     if twin:
         details["x86_twin"] = TWIN
+        details["x86_twin_weights"] = twin
     return details

@@ -45,9 +45,8 @@ class LiteRuntime(Runtime):
         """Why a Lite artifact here cannot run on this machine (an ARM build without x86 twin)."""
         info = _lite_manifest(directory)
         if info.get("arch", "x86") != "x86" and not info.get("x86_twin"):
-            return (f"{directory} is a weight-quantized {info['arch']} .nb: Paddle Lite's x86 kernels "
-                    "cannot run weight-quantized models, so it has no x86 twin to run here; "
-                    "'vitdeploy inspect' checks it, accuracy must be measured on the device")
+            return (f"{directory} holds a {info['arch']} .nb without the x86 twin that runs here; "
+                    "reconvert it with this vitdeploy, or check it with 'vitdeploy inspect'")
         return None
 
     def load(self) -> None:
@@ -58,8 +57,14 @@ class LiteRuntime(Runtime):
         if nb.unplaced("x86"):
             raise ArtifactError(f"{self.model_path} is not an x86 .nb, and only x86 runs here")
         info = _lite_manifest(self.model_path.parent)
-        self.detail = (f"x86 twin of {info['arch']}" if info.get("arch", "x86") != "x86" else "x86")
         self.precision = nb.weight_precision() if nb.weight_precision() != "unknown" else "fp32"
+        self.detail = "x86"
+        if info.get("arch", "x86") != "x86":
+            self.detail = f"x86 twin of {info['arch']}"
+            twin_weights = info.get("x86_twin_weights") or "fp32"
+            if twin_weights != "fp32":  # quantized ARM build: judged as its weights' precision
+                self.detail += f", {twin_weights}"
+                self.precision = twin_weights.split()[0]
         self._tmp = Path(tempfile.mkdtemp(prefix="vitdeploy-lite-"))
         self._proc = subprocess.Popen(lite_env.worker_command("serve"), stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,

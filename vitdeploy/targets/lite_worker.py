@@ -131,6 +131,50 @@ def optimize(args: dict) -> dict:
     return {"nb": nb, "opt_version": opt.version(), "log": box[0][-2000:]}
 
 
+def fake_quant(args: dict) -> dict:
+    """Round weights the way opt's weight-only quantization stores them (intN x per-channel
+    scale), so an fp32 x86 build computes with exactly the weights the ARM model dequantizes."""
+    import numpy as np
+    import paddle
+
+    paddle.enable_static()
+    exe = paddle.static.Executor(paddle.CPUPlace())
+    prefix = os.path.join(args["model_dir"], "inference")
+    program, feeds, fetches = paddle.static.load_inference_model(prefix, exe)
+    scope = paddle.static.global_scope()
+    qmax = 2 ** (int(args["bits"]) - 1) - 1
+    worst = 0.0
+    for name, (slot, scales) in args["scales"].items():
+        var = scope.find_var(name)
+        if var is None:
+            return {"error": f"weight {name} named by the .nb is not in the legacy program"}
+        tensor = var.get_tensor()
+        w = np.array(tensor)
+        s = np.asarray(scales, dtype=np.float32)
+        if s.size == 1:
+            shape = [1] * w.ndim
+        elif slot == "Filter":  # conv: one scale per output channel
+            shape = [-1] + [1] * (w.ndim - 1)
+        else:  # fc / matmul weights [in, out]: one scale per output column
+            axis = max(i for i in range(w.ndim) if w.shape[i] == s.size)
+            shape = [1] * w.ndim
+            shape[axis] = -1
+        s = s.reshape(shape)
+        q = np.clip(np.round(w / np.where(s == 0, 1, s)), -qmax, qmax) * s
+        worst = max(worst, float(np.abs(q - w).max() / (np.abs(w).max() + 1e-12)))
+        tensor.set(q.astype(w.dtype), paddle.CPUPlace())
+    block = program.global_block()
+    data = paddle.static.serialize_persistables([block.var(n) for n in feeds], fetches, exe,
+                                                program=program)
+    os.makedirs(args["out_dir"], exist_ok=True)
+    with open(os.path.join(args["out_dir"], "inference.pdiparams"), "wb") as f:
+        f.write(data)
+    with open(prefix + ".pdmodel", "rb") as src, \
+            open(os.path.join(args["out_dir"], "inference.pdmodel"), "wb") as dst:
+        dst.write(src.read())
+    return {"weights": len(args["scales"]), "max_rel_change": worst}
+
+
 class _Session:
     def __init__(self, nb: str, threads: int) -> None:
         from paddlelite.lite import MobileConfig, create_paddle_predictor
@@ -167,7 +211,8 @@ def serve(_args: dict) -> None:
             _reply({"error": f"{type(e).__name__}: {e}"})
 
 
-COMMANDS = {"export": export, "preflight": preflight, "optimize": optimize, "serve": serve}
+COMMANDS = {"export": export, "preflight": preflight, "optimize": optimize,
+            "fake_quant": fake_quant, "serve": serve}
 
 
 def main() -> int:

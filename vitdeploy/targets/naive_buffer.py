@@ -62,6 +62,26 @@ class _Table:
         at = self._field(index)
         return _Table(self.buf, self._indirect(at)) if at is not None else None
 
+    def _vector(self, index: int) -> tuple[int, int] | None:
+        at = self._field(index)
+        if at is None:
+            return None
+        start = self._indirect(at)
+        return start + 4, struct.unpack_from("<I", self.buf, start)[0]
+
+    def floats(self, index: int) -> list[float]:
+        vec = self._vector(index)
+        return list(struct.unpack_from(f"<{vec[1]}f", self.buf, vec[0])) if vec else []
+
+    def strings(self, index: int) -> list[str]:
+        vec = self._vector(index)
+        out = []
+        for i in range(vec[1] if vec else 0):
+            at = self._indirect(vec[0] + 4 * i)
+            n = struct.unpack_from("<I", self.buf, at)[0]
+            out.append(self.buf[at + 4:at + 4 + n].decode("utf-8", "replace"))
+        return out
+
     def tables(self, index: int) -> list[_Table]:
         at = self._field(index)
         if at is None:
@@ -87,6 +107,8 @@ class NbInfo:
     ops: list[NbOp]
     weight_types: dict[str, int] = field(default_factory=dict)  # persistable var dtype -> count
     quant_bits: set[int] = field(default_factory=set)  # opt's weight-only quantization, if any
+    # weight var -> (input slot, per-channel scales) of opt's weight-only quantization
+    quant_scales: dict[str, tuple[str, list[float]]] = field(default_factory=dict)
 
     def op_counts(self) -> list[dict]:
         counts = collections.Counter((o.type, o.target, o.precision) for o in self.ops)
@@ -132,7 +154,7 @@ def read_nb(path: str | Path) -> NbInfo:
     try:
         program = _Table(topo, struct.unpack_from("<I", topo, 0)[0])
         blocks = program.tables(0)
-        ops, weights, bits = [], collections.Counter(), set()
+        ops, weights, bits, scales = [], collections.Counter(), set(), {}
         for block in blocks[:1]:
             for var in block.tables(2):
                 if var.scalar(2, "?", False):  # persistable
@@ -144,12 +166,16 @@ def read_nb(path: str | Path) -> NbInfo:
                         weights[_VAR_TYPES[dtype]] += 1
             for op in block.tables(3):
                 kernel = ""
+                slots = {arg: var.string(0) for var in op.tables(1) for arg in var.strings(1)}
                 for attr in op.tables(3):
                     name = attr.string(0)
                     if name == KERNEL_ATTR:
                         kernel = attr.string(4) or ""
                     elif name == "quantize_weight_bits":
                         bits.add(attr.scalar(2, "i"))
+                    elif name.endswith("_quant_scale"):
+                        weight = name[:-len("_quant_scale")]
+                        scales[weight] = (slots.get(weight, ""), attr.floats(6))
                 parts = kernel.split("/")
                 target = parts[2] if len(parts) > 2 else "unknown"
                 precision = parts[3] if len(parts) > 3 else "unknown"
@@ -159,7 +185,7 @@ def read_nb(path: str | Path) -> NbInfo:
         raise bad from None
     if not ops:
         raise bad
-    return NbInfo(str(p), meta, opt_version, ops, dict(weights), bits)
+    return NbInfo(str(p), meta, opt_version, ops, dict(weights), bits, scales)
 
 
 # TargetType / PrecisionType / DataLayoutType enums of lite/api/paddle_place.h, as written in
