@@ -31,14 +31,21 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-@contextlib.contextmanager
-def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
-    """Yield a temp dir beside ``out``; on success it replaces ``out``, on any failure it vanishes."""
+def check_output_dir(out: str | Path, force: bool = False) -> Path:
+    """Refuse an output that is a file, or a non-empty directory without --force (call this
+    before long work, so the user hears it at once)."""
     out = Path(out).absolute()
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"output {out} is a file, not a directory; choose another --out")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise OutputExistsError(f"output directory {out} is not empty; pass --force to replace it")
+    return out
+
+
+@contextlib.contextmanager
+def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
+    """Yield a temp dir beside ``out``; on success it replaces ``out``, on any failure it vanishes."""
+    out = check_output_dir(out, force)
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)

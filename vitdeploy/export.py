@@ -14,6 +14,7 @@ from .artifacts import (
     INFERENCE_YML,
     LABELS,
     atomic_output_dir,
+    check_output_dir,
     inference_yml,
     read_labels,
     sha256,
@@ -70,6 +71,7 @@ def export_model(model_name: str, weights: str | Path, out: str | Path, *,
                  softmax: bool = False, force: bool = False,
                  progress: Progress | None = None) -> ExportResult:
     say = progress or (lambda _msg: None)
+    check_output_dir(out, force)  # before loading a possibly large checkpoint
     weights = Path(weights)
     say(f"loading {weights.name}")
     loaded = load_model(model_name, weights, num_classes)  # validates before anything is written

@@ -14,7 +14,7 @@ from importlib import metadata
 from pathlib import Path
 
 from .. import __version__
-from ..artifacts import atomic_output_dir, sha256, write_manifest
+from ..artifacts import atomic_output_dir, check_output_dir, sha256, write_manifest
 from ..errors import VitdeployError
 from . import lite as lite_target
 from . import onnx as onnx_target
@@ -75,6 +75,7 @@ def convert(src: str | Path, to: str, out: str | Path, *, opset: int | None = No
     say = progress or (lambda _msg: None)
     if to not in TARGETS:
         raise VitdeployError(f"unknown target {to!r}; available: {', '.join(TARGETS)}")
+    check_output_dir(out, force)
     source = resolve_source(src, model, labels)
     options = {"precision": precision, **{k: v for k, v in target_options.items() if v is not None}}
     if opset is not None:
