@@ -46,6 +46,24 @@ def topk(scores: np.ndarray, k: int, labels: Sequence[str]) -> list[list[Top]]:
     ]
 
 
+def _resolve(directory: Path, runtime: str | None) -> tuple[type[Runtime], Path]:
+    """The runtime class and model file for a directory, or one line saying why there is none."""
+    if runtime is None:
+        found = detect_runtime(directory)
+        if found is not None:
+            return found
+        reasons = [r for c in RUNTIMES.values() if (r := c.why_not(directory))]
+        raise ArtifactError(reasons[0] if reasons
+                            else f"{directory} holds no model file any runtime can load")
+    cls = get_runtime(runtime)
+    path = cls.find_model(directory)
+    if path is None:
+        raise ArtifactError(cls.why_not(directory) or
+                            f"{directory} holds no model file runtime {runtime!r} can load "
+                            f"(it reads {cls.formats})")
+    return cls, path
+
+
 class Predictor:
     """``Predictor(dir)`` picks the runtime from the directory; ``runtime=`` names one."""
 
@@ -54,26 +72,7 @@ class Predictor:
                  strict_precision: bool = True) -> None:
         """``strict_precision=False`` applies ``precision`` only where the runtime offers it."""
         self.info: ArtifactInfo = read_artifact_info(artifact_dir)
-        directory = self.info.directory
-        if runtime is None:
-            found = detect_runtime(directory)
-            why = [w for c in RUNTIMES.values() if (w := getattr(c, "why_not", lambda d: None)(directory))]
-            if found is None and why:
-                raise ArtifactError(why[0])
-            if found is None:
-                raise ArtifactError(f"{directory} holds no model file any runtime can load")
-            cls, path = found
-        else:
-            cls = get_runtime(runtime)
-            path = cls.find_model(directory)
-            why = getattr(cls, "why_not", lambda d: None)(directory)
-            if path is None and why:
-                raise ArtifactError(why)
-            if path is None:
-                raise ArtifactError(
-                    f"{directory} holds no model file runtime {runtime!r} can load "
-                    f"(it reads {cls.formats})"
-                )
+        cls, path = _resolve(self.info.directory, runtime)
         if not strict_precision and precision not in cls.precision_choices:
             precision = None
         self.runtime: Runtime = cls(path, threads=threads, precision=precision)

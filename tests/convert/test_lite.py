@@ -175,3 +175,12 @@ Paddle-Lite does not support this model!"""
     support = _parse_support(report)
     assert support["conv2d"] == ["kARM"] and support["expand_v2"] == ["kHost"]
     assert support["my_custom_op"] == []
+
+
+def test_arm_artifact_without_twin_explains(sample_lite_arm8, tmp_path, sample):
+    d = tmp_path / "arm_only"
+    shutil.copytree(sample_lite_arm8, d)
+    (d / "model.x86.nb").unlink()
+    img = sorted((ROOT / sample["test_dir"] / "2").glob("*.png"))[0]
+    assert_one_line_error(run_cli("predict", d, img), "without the x86 twin", "vitdeploy inspect")
+    assert_one_line_error(run_cli("predict", d, img, "--runtime", "lite"), "without the x86 twin")

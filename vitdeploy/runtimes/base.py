@@ -55,6 +55,11 @@ class Runtime(ABC):
     def find_model(cls, directory: Path) -> Path | None:
         """The model file this runtime would load from an artifact directory, if any."""
 
+    @classmethod
+    def why_not(cls, directory: Path) -> str | None:
+        """Why this runtime's kind of artifact in ``directory`` cannot run here, if it is one."""
+        return None
+
     @abstractmethod
     def load(self) -> None:
         """Import the backend and build the session (heavy imports live here)."""
