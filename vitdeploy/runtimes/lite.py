@@ -44,7 +44,7 @@ class LiteRuntime(Runtime):
     def why_not(cls, directory: Path) -> str | None:
         """Why a Lite artifact here cannot run on this machine (an ARM build without x86 twin)."""
         info = _lite_manifest(directory)
-        if info.get("arch", "x86") != "x86" and not info.get("x86_twin"):
+        if info.get("arch", "x86") != "x86" and cls.find_model(directory) is None:
             return (f"{directory} holds a {info['arch']} .nb without the x86 twin that runs here; "
                     "reconvert it with this vitdeploy, or check it with 'vitdeploy inspect'")
         return None
