@@ -8,6 +8,7 @@ virtual environment, driven through a worker subprocess (``lite_worker.py``).
 from __future__ import annotations
 
 import glob
+import hashlib
 import json
 import os
 import shutil
@@ -134,8 +135,19 @@ def require() -> Path:
 
 
 def package_root() -> Path:
-    """The directory holding the ``vitdeploy`` package, put on the worker's PYTHONPATH."""
-    return Path(__file__).resolve().parents[2]
+    """A directory holding only the ``vitdeploy`` package (a link to this one), for the worker's
+    PYTHONPATH: putting our own site-packages there would let Python 3.11 builds of numpy or
+    paddle shadow the Lite environment's."""
+    target = Path(__file__).resolve().parents[1]
+    tag = hashlib.sha256(str(target).encode()).hexdigest()[:12]  # one per installed copy
+    root = env_dir() / "vitdeploy-path" / tag
+    link = root / "vitdeploy"
+    if not (link.is_symlink() and link.resolve() == target):
+        root.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+    return root
 
 
 def worker_command(*args: str) -> list[str]:
