@@ -184,3 +184,24 @@ def test_arm_artifact_without_twin_explains(sample_lite_arm8, tmp_path, sample):
     img = sorted((ROOT / sample["test_dir"] / "2").glob("*.png"))[0]
     assert_one_line_error(run_cli("predict", d, img), "without the x86 twin", "vitdeploy inspect")
     assert_one_line_error(run_cli("predict", d, img, "--runtime", "lite"), "without the x86 twin")
+
+
+def test_legacy_pdmodel_source_converts_to_onnx(sample, tmp_path):
+    """A PaddleClas-style legacy export (inference.pdmodel from Paddle 2.x, no inference.yml)."""
+    import numpy as np
+
+    from vitdeploy.runtimes.onnxruntime import OnnxRuntime
+    from vitdeploy.runtimes.paddle import PaddleRuntime
+
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    lite_env.run_worker("export", {"model": sample["model"], "weights": str(ROOT / sample["weights"]),
+                                   "out": str(legacy)})
+    for extra in legacy.glob("*.info"):
+        extra.unlink()
+    assert sorted(p.name for p in legacy.iterdir()) == ["inference.pdiparams", "inference.pdmodel"]
+    r = run_cli("convert", legacy, "--to", "onnx", "--model", sample["model"], "--out", tmp_path / "o")
+    assert r.code == 0, r.stderr
+    x = np.random.default_rng(0).standard_normal((3, 3, 32, 32)).astype("float32")
+    with PaddleRuntime(legacy / "inference.pdmodel") as a, OnnxRuntime(tmp_path / "o" / "model.onnx") as b:
+        assert np.abs(a.predict(x) - b.predict(x)).max() < 1e-4
