@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,25 +20,30 @@ OUTPUT_NAMES = {False: "logits", True: "probs"}
 
 
 def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET) -> None:
-    import paddle2onnx
-
     if not MIN_OPSET <= opset <= 21:
         raise ExportError(f"--opset {opset} is out of range; use {MIN_OPSET}..21 (default {DEFAULT_OPSET})")
     _preflight(source)
-    with tempfile.TemporaryDirectory() as tmp, quiet_stdout():
+    with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
-        try:
-            paddle2onnx.export(str(source.model_file), str(source.params_file), str(raw),
-                               opset_version=opset, auto_upgrade_opset=False,
-                               enable_onnx_checker=True, enable_optimize=True)
-        except SystemExit as e:  # paddle2onnx logs its error and calls sys.exit
-            raise ExportError(f"paddle2onnx failed on {source.model_file} (exit {e.code}); "
-                              "is the model complete?") from None
-        except Exception as e:
-            raise ExportError(f"paddle2onnx failed on {source.model_file}: {e}") from None
-        if not raw.is_file():
-            raise ExportError(f"paddle2onnx wrote no model for {source.model_file}")
+        proc = subprocess.run(
+            [sys.executable, "-m", "vitdeploy.convert._p2o", str(source.model_file),
+             str(source.params_file), str(raw), str(opset)],
+            capture_output=True, text=True, env={**os.environ, "GLOG_minloglevel": "2"})
+        if proc.returncode != 0 or not raw.is_file():
+            raise ExportError(f"paddle2onnx failed on {source.model_file}: {_reason(proc)}")
         finalize_onnx(raw, dest, softmax=_is_softmax(source))
+
+
+def _reason(proc: subprocess.CompletedProcess) -> str:
+    if proc.returncode < 0:
+        how = f"it crashed (signal {-proc.returncode})"
+    else:
+        lines = [ln for ln in (proc.stdout + proc.stderr).splitlines()
+                 if "ERROR" in ln or "Error" in ln]
+        how = re.sub(r"\x1b\[[0-9;]*m", "", lines[-1]).strip()[:300] if lines else \
+            f"exit code {proc.returncode}"
+    return (f"{how}; if this is a legacy .pdmodel export, re-export it from the checkpoint with "
+            "'vitdeploy export'")
 
 
 def _preflight(source: Source) -> None:
