@@ -70,8 +70,9 @@ def _version(value: bool) -> None:
 
 
 @app.callback()
-def main(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                      help="Print the version and exit.")) -> None:
+def main(version: Optional[bool] = typer.Option(None, "--version", callback=_version,
+                                                is_eager=True, help="Print the version and exit.")
+         ) -> None:
     pass
 
 

@@ -30,7 +30,9 @@ def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET) -> No
              str(source.params_file), str(raw), str(opset)],
             capture_output=True, text=True, env={**os.environ, "GLOG_minloglevel": "2"})
         if proc.returncode != 0 or not raw.is_file():
-            raise ExportError(f"paddle2onnx failed on {source.model_file}: {_reason(proc)}")
+            hint = ("; re-export it from the checkpoint with 'vitdeploy export'"
+                    if source.model_file.suffix == ".pdmodel" else "")
+            raise ExportError(f"paddle2onnx failed on {source.model_file}: {_reason(proc)}{hint}")
         finalize_onnx(raw, dest, softmax=_is_softmax(source))
 
 
@@ -42,8 +44,7 @@ def _reason(proc: subprocess.CompletedProcess) -> str:
                  if "ERROR" in ln or "Error" in ln]
         how = re.sub(r"\x1b\[[0-9;]*m", "", lines[-1]).strip()[:300] if lines else \
             f"exit code {proc.returncode}"
-    return (f"{how}; if this is a legacy .pdmodel export, re-export it from the checkpoint with "
-            "'vitdeploy export'")
+    return how
 
 
 def _preflight(source: Source) -> None:
