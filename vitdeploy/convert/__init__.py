@@ -19,7 +19,7 @@ from ..errors import VitdeployError
 from . import lite as lite_target
 from . import onnx as onnx_target
 from . import openvino as openvino_target
-from .source import resolve_source
+from .source import Source, resolve_source
 
 TARGETS: dict[str, Callable[..., dict]] = {
     "onnx": onnx_target.convert,
@@ -49,7 +49,8 @@ def tool_versions() -> dict[str, str]:
     return versions
 
 
-def _num_classes(out: Path, details: dict, source) -> int:
+def _num_classes(out: Path, source: Source) -> int:
+    """From the source's manifest, or (a bare PaddleClas directory) by running the result once."""
     n = source.manifest.get("num_classes")
     if n:
         return int(n)
@@ -84,7 +85,7 @@ def convert(src: str | Path, to: str, out: str | Path, *, opset: int | None = No
     with atomic_output_dir(out, force=force) as tmp:
         say(f"converting {source.model_file.name} to {to}")
         details = TARGETS[to](source, tmp, **options)
-        n = _num_classes(tmp, details, source)
+        n = _num_classes(tmp, source)
         source.write_metadata(tmp, n)
         src_files = {p.name: sha256(p) for p in (source.model_file, source.params_file) if p.is_file()}
         manifest = write_manifest(tmp, {

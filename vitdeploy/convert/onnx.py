@@ -19,7 +19,7 @@ MIN_OPSET = 11
 OUTPUT_NAMES = {False: "logits", True: "probs"}
 
 
-def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET) -> None:
+def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET) -> dict:
     if not MIN_OPSET <= opset <= 21:
         raise ExportError(f"--opset {opset} is out of range; use {MIN_OPSET}..21 (default {DEFAULT_OPSET})")
     _preflight(source)
@@ -33,7 +33,7 @@ def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET) -> No
             hint = ("; re-export it from the checkpoint with 'vitdeploy export'"
                     if source.model_file.suffix == ".pdmodel" else "")
             raise ExportError(f"paddle2onnx failed on {source.model_file}: {_reason(proc)}{hint}")
-        finalize_onnx(raw, dest, softmax=_is_softmax(source))
+        return finalize_onnx(raw, dest, softmax=_is_softmax(source))
 
 
 def _reason(proc: subprocess.CompletedProcess) -> str:
@@ -95,16 +95,11 @@ def finalize_onnx(raw: Path, dest: Path, softmax: bool = False, precision: str =
     onnx.save(model, str(dest))
     if os.path.getsize(dest) == 0:
         raise ExportError(f"writing {dest} failed")
-    return {"nodes": len(graph.node), "opset": max(o.version for o in model.opset_import
-                                                     if o.domain in ("", "ai.onnx"))}
+    return {"nodes": len(graph.node), "op_types": sorted({n.op_type for n in graph.node}),
+            "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))}
 
 
 def convert(source: Source, out: Path, opset: int = DEFAULT_OPSET, **_: object) -> dict:
     if source.kind != "paddle":
         raise ArtifactError(f"{source.directory} is already ONNX; convert from the Paddle export")
-    paddle_to_onnx(source, out / "model.onnx", opset)
-    import onnx
-
-    model = onnx.load(str(out / "model.onnx"), load_external_data=False)
-    ops = sorted({n.op_type for n in model.graph.node})
-    return {"model_file": "model.onnx", "opset": opset, "nodes": len(model.graph.node), "op_types": ops}
+    return {"model_file": "model.onnx", **paddle_to_onnx(source, out / "model.onnx", opset)}
