@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def first_line(e: BaseException, limit: int = 300) -> str:
+    """A backend exception as one short line for our one-line errors."""
+    text = str(e).strip()
+    return text.splitlines()[0][:limit] if text else type(e).__name__
+
+
 class VitdeployError(Exception):
     """Base class: the CLI prints ``str(err)`` on one line and exits 1."""
 

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import ImageError
 from .predictor import Predictor
-from .preprocess import IMAGE_SUFFIXES, preprocess_image
+from .preprocess import IMAGE_SUFFIXES, preprocess_batch
 
 
 @dataclass
@@ -45,7 +45,7 @@ def evaluate(predictor: Predictor, folder: str | Path, batch_size: int = 32) -> 
     hits1 = hits5 = 0
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        batch = np.stack([preprocess_image(p, predictor.info.preprocess) for p, _ in chunk])
+        batch = preprocess_batch([p for p, _ in chunk], predictor.info.preprocess)
         out = predictor.predict_batch(batch)
         order = np.argsort(-out, axis=1, kind="stable")[:, :5]
         truth = np.array([c for _, c in chunk])

@@ -24,6 +24,7 @@ from .artifacts import (
 )
 from .errors import CheckpointError, ExportError
 from .models.loader import fold_for_export, load_model
+from .predictor import softmax as softmax_rows
 
 Progress = Callable[[str], None]
 VERIFY_TOLERANCE = 1e-4  # max abs diff between the eager model and the exported program
@@ -86,8 +87,7 @@ def export_model(model_name: str, weights: str | Path, out: str | Path, *,
     with paddle.no_grad():
         expected = loaded.model(paddle.to_tensor(probe)).numpy()
     if softmax:
-        expected = np.exp(expected - expected.max(1, keepdims=True))
-        expected /= expected.sum(1, keepdims=True)
+        expected = softmax_rows(expected)
     if not np.isfinite(expected).all():
         raise CheckpointError(f"checkpoint {weights} gives non-finite outputs on {cfg.name}")
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from .errors import ArtifactError, VitdeployError
 from .predictor import Predictor
-from .preprocess import collect_images, preprocess_image
+from .preprocess import collect_images, preprocess_batch
 
 
 @dataclass(frozen=True)
@@ -95,7 +95,7 @@ def make_inputs(ref: Predictor, images: Sequence[str | Path] | None, num_random:
     pre = ref.info.preprocess
     if images:
         paths = collect_images(images)
-        x = np.stack([preprocess_image(p, pre) for p in paths])
+        x = preprocess_batch(paths, pre)
         return x, {"kind": "images", "count": len(paths)}
     size = pre.crop_size
     x = np.random.default_rng(seed).standard_normal((num_random, 3, size, size)).astype(np.float32)

@@ -10,7 +10,7 @@ import numpy as np
 
 from .artifacts import ArtifactInfo, read_artifact_info
 from .errors import ArtifactError
-from .preprocess import collect_images, preprocess_image
+from .preprocess import collect_images, preprocess_batch
 from .runtimes import RUNTIMES, Runtime, detect_runtime, get_runtime
 
 
@@ -92,7 +92,7 @@ class Predictor:
         results: list[Prediction] = []
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
-            batch = np.stack([preprocess_image(p, self.info.preprocess) for p in chunk])
+            batch = preprocess_batch(chunk, self.info.preprocess)
             out = self.predict_batch(batch)
             scores = out if self.info.softmax else softmax(out)
             for p, top in zip(chunk, topk(scores, topk_k, self.info.labels), strict=False):

@@ -89,6 +89,11 @@ def preprocess_image(path: str | Path, cfg: PreprocessConfig) -> np.ndarray:
     return preprocess_array(decode_image(path), cfg)
 
 
+def preprocess_batch(paths: Iterable[str | Path], cfg: PreprocessConfig) -> np.ndarray:
+    """Image files -> one NCHW float32 batch."""
+    return np.stack([preprocess_image(p, cfg) for p in paths])
+
+
 def collect_images(paths: Iterable[str | Path]) -> list[Path]:
     """Expand directories (recursively, sorted) into image files; files are kept as given."""
     out: list[Path] = []

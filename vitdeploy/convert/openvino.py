@@ -6,7 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-from ..errors import ExportError
+from ..errors import ExportError, first_line
 from ..quiet import quiet_stdout
 from .onnx import DEFAULT_OPSET, paddle_to_onnx
 from .source import Source
@@ -31,5 +31,5 @@ def convert(source: Source, out: Path, opset: int = DEFAULT_OPSET, precision: st
                 model = ov.convert_model(str(onnx_file))
                 ov.save_model(model, str(out / "model.xml"), compress_to_fp16=precision == "fp16")
         except Exception as e:
-            raise ExportError(f"OpenVINO conversion failed: {str(e).strip().splitlines()[0]}") from None
+            raise ExportError(f"OpenVINO conversion failed: {first_line(e)}") from None
     return {"model_file": "model.xml", "weights": precision, "via": "onnx", "opset": opset}

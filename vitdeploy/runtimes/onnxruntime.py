@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, RuntimeUnavailableError
+from ..errors import ArtifactError, RuntimeUnavailableError, first_line
 from .base import Runtime
 
 
@@ -40,7 +40,7 @@ class OnnxRuntime(Runtime):
             self._session = ort.InferenceSession(str(self.model_path), opts,
                                                  providers=["CPUExecutionProvider"])
         except Exception as e:
-            raise ArtifactError(f"ONNX Runtime cannot load {self.model_path}: {_first_line(e)}") from None
+            raise ArtifactError(f"ONNX Runtime cannot load {self.model_path}: {first_line(e)}") from None
         inp = self._session.get_inputs()[0]
         self._input = inp.name
         self.input_shape = list(inp.shape)
@@ -52,16 +52,11 @@ class OnnxRuntime(Runtime):
         except Exception as e:  # shape mismatch and the like
             raise ArtifactError(
                 f"ONNX Runtime rejected a batch of shape {list(batch.shape)} for {self.model_path.name} "
-                f"(expects {self.input_shape}): {_first_line(e)}"
+                f"(expects {self.input_shape}): {first_line(e)}"
             ) from None
 
     def close(self) -> None:
         self._session = None
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def _onnx_precision(session) -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ArtifactError, RuntimeUnavailableError
+from ..errors import ArtifactError, RuntimeUnavailableError, first_line
 from .base import Runtime
-from .onnxruntime import _first_line, find_onnx
+from .onnxruntime import find_onnx
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
@@ -46,7 +46,7 @@ class OpenVinoRuntime(Runtime):
             model = core.read_model(str(self.model_path))
             self._compiled = core.compile_model(model, "CPU", config)
         except Exception as e:
-            raise ArtifactError(f"OpenVINO cannot load {self.model_path}: {_first_line(e)}") from None
+            raise ArtifactError(f"OpenVINO cannot load {self.model_path}: {first_line(e)}") from None
         self._request = self._compiled.create_infer_request()
         used = str(self._compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
         found = re.search(r"(f32|float32|bf16|bfloat16|f16|float16)", used)
@@ -60,7 +60,7 @@ class OpenVinoRuntime(Runtime):
         except Exception as e:
             raise ArtifactError(
                 f"OpenVINO rejected a batch of shape {list(batch.shape)} for {self.model_path.name} "
-                f"(expects {self.input_shape}): {_first_line(e)}"
+                f"(expects {self.input_shape}): {first_line(e)}"
             ) from None
         return np.array(result[self._compiled.output(0)], copy=True)
 
