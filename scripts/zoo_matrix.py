@@ -22,10 +22,10 @@ sys.path.insert(0, str(ROOT))
 
 from vitdeploy.convert import convert  # noqa: E402
 from vitdeploy.export import export_model  # noqa: E402
+from vitdeploy.lite.naive_buffer import read_nb  # noqa: E402
 from vitdeploy.models import list_models  # noqa: E402
 from vitdeploy.models.loader import save_random_checkpoint  # noqa: E402
 from vitdeploy.parity import run_parity  # noqa: E402
-from vitdeploy.targets.naive_buffer import read_nb  # noqa: E402
 
 CACHE = ROOT / ".cache" / "zoo"
 WORK = ROOT / ".cache" / "zoo-work"

@@ -305,7 +305,7 @@ app.add_typer(lite_app, name="lite")
 def lite_setup(force: bool = typer.Option(False, "--force", help="Recreate the environment."),
                as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Create (or check) the Lite environment; idempotent."""
-    from .targets import lite_env
+    from .lite import env as lite_env
 
     with err.status("setting up the Paddle Lite toolchain") as status:
         st = lite_env.setup(force=force, log=status.update)
@@ -339,7 +339,7 @@ def inspect(model: Path = typer.Argument(..., help="A Paddle Lite .nb file."),
             arch: str = typer.Option("arm8", "--arch", help="Target to check placement for."),
             as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
     """Read a Paddle Lite .nb: opt version, ops, kernel places, weight precision."""
-    from .targets.naive_buffer import TARGET_PLACES, read_nb
+    from .lite.naive_buffer import TARGET_PLACES, read_nb
 
     if arch not in TARGET_PLACES:
         raise VitdeployError(f"unknown --arch {arch!r}; available: {', '.join(TARGET_PLACES)}")

@@ -26,7 +26,7 @@ def diagnose() -> dict:
             rows.append({"name": pkg, "ok": True, "version": metadata.version(pkg), "notes": what})
         except metadata.PackageNotFoundError:
             rows.append({"name": pkg, "ok": False, "version": None, "notes": f"{what}; {fix}"})
-    from .targets import lite_env
+    from .lite import env as lite_env
 
     st = lite_env.status()
     try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from .. import __version__
 from ..artifacts import atomic_output_dir, check_output_dir, sha256, write_manifest
 from ..errors import VitdeployError
-from . import lite as lite_target
+from ..lite import convert as lite_target
 from . import onnx as onnx_target
 from . import openvino as openvino_target
 from .source import Source, resolve_source

@@ -50,8 +50,8 @@ class LiteRuntime(Runtime):
         return None
 
     def load(self) -> None:
-        from ..targets import lite_env
-        from ..targets.naive_buffer import read_nb
+        from ..lite import env as lite_env
+        from ..lite.naive_buffer import read_nb
 
         nb = read_nb(self.model_path)  # fails clearly on a file that is not a .nb
         if nb.unplaced("x86"):

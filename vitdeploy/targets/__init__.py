@@ -1,1 +1,1 @@
-"""Deployment targets (mobile bundles, Lite architectures): see the open issues."""
+"""Deployment targets (device bundles): see DESIGN.md."""

@@ -2,7 +2,7 @@
 
 paddlelite's last release has wheels only for Python <= 3.10, and Paddle 3 cannot write the
 legacy ``.pdmodel`` that Lite's ``opt`` reads; Paddle 2.6 can. So Lite work runs in its own
-virtual environment, driven through a worker subprocess (``lite_worker.py``).
+virtual environment, driven through a worker subprocess (``worker.py``).
 """
 
 from __future__ import annotations
@@ -151,7 +151,7 @@ def package_root() -> Path:
 
 
 def worker_command(*args: str) -> list[str]:
-    return [str(require()), str(Path(__file__).with_name("lite_worker.py")), *args]
+    return [str(require()), "-m", "vitdeploy.lite.worker", *args]
 
 
 def worker_env() -> dict[str, str]:

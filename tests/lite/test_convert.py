@@ -10,8 +10,8 @@ import sys
 import pytest
 from conftest import ROOT, assert_one_line_error, run_cli
 
+from vitdeploy.lite import env as lite_env
 from vitdeploy.models.loader import save_random_checkpoint
-from vitdeploy.targets import lite_env
 
 
 def test_sample_arm8_artifact_and_parity(sample_export, sample_lite_arm8, sample):
@@ -164,7 +164,7 @@ def test_fp16_is_refused_when_opt_cannot_do_it(sample_export, tmp_path):
 
 
 def test_preflight_report_parsing():
-    from vitdeploy.targets.lite_worker import _parse_support
+    from vitdeploy.lite.worker import _parse_support
 
     report = """OPs in the input model include:
                                         OP_name  kARM  kHost

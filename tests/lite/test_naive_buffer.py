@@ -8,7 +8,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 
 from vitdeploy.errors import ArtifactError
-from vitdeploy.targets.naive_buffer import read_nb
+from vitdeploy.lite.naive_buffer import read_nb
 
 
 def test_arm8_file_fully_placed(sample_lite_arm8):

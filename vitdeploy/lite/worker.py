@@ -53,8 +53,8 @@ def export(args: dict) -> dict:
     import paddle
     from paddle.base.proto import framework_pb2
 
+    from vitdeploy.lite.passes import run_passes
     from vitdeploy.models.loader import fold_for_export, load_model
-    from vitdeploy.targets.lite_passes import run_passes
 
     paddle.set_device("cpu")
     loaded = load_model(args["model"], args["weights"], args.get("num_classes"))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from paddle.base.proto import framework_pb2
 
-from vitdeploy.targets.lite_passes import PASSES, _tensor_desc, flatten_xshape, run_passes
+from vitdeploy.lite.passes import PASSES, _tensor_desc, flatten_xshape, run_passes
 
 VT = framework_pb2.VarType
 DENSE = getattr(VT, "LOD_TENSOR", None) or VT.DENSE_TENSOR  # renamed in Paddle 3

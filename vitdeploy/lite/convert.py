@@ -1,4 +1,4 @@
-"""Paddle Lite ``.nb`` through the managed Lite toolchain (see targets/lite_env.py).
+"""Paddle Lite ``.nb`` through the managed Lite toolchain (see lite/env.py).
 
 checkpoint -> (Paddle 2.6) legacy program -> compatibility passes -> preflight -> opt. For an
 ARM/OpenCL target an x86 twin is built from the same legacy program, so parity can be proven on
@@ -11,11 +11,11 @@ import tempfile
 from pathlib import Path
 
 from ..artifacts import sha256
+from ..convert.source import Source
 from ..errors import ArtifactError, CheckpointError, ExportError
 from ..runtimes.lite import TWIN
-from ..targets import lite_env
-from ..targets.naive_buffer import read_nb
-from .source import Source
+from . import env as lite_env
+from .naive_buffer import read_nb
 
 ARCHES = {"arm8": "arm", "armv7": "arm", "x86": "x86", "opencl": "opencl,arm"}
 QUANTIZE = ("int8", "int16")
