@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export GLOG_minloglevel := 2
 
-.PHONY: demo test lint zoo clean sample lite-env
+.PHONY: demo test check lint zoo clean sample lite-env
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 1; }
@@ -22,9 +22,16 @@ lite-env: $(STAMP)
 demo: lite-env
 	$(PY) samples/demo.py
 
+# The full suite (CI runs this; ~35 min on 2 cores).
 test: lite-env
 	$(VENV)/bin/ruff check vitdeploy tests samples scripts
 	$(PY) -m pytest -q
+
+# The fast tier for the inner loop (< 5 min): unit tests, in-process CLI tests, the sample's
+# export; no conversions (tests marked slow, or using a conversion fixture: tests/conftest.py).
+check: lite-env
+	$(VENV)/bin/ruff check vitdeploy tests samples scripts
+	$(PY) -m pytest -q -m "not slow" --durations=5
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vitdeploy tests samples scripts

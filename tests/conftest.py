@@ -1,4 +1,8 @@
-"""Shared fixtures: the repo root, the sample, and a CLI runner that spawns the real console script."""
+"""Shared fixtures: the repo root, the sample and its artifacts, the CLI run as a user would (a real
+subprocess) and in-process (typer's CliRunner, for option wiring).
+
+Tiers: ``make check`` runs ``-m "not slow"``; a test is slow when it is marked so or uses one of
+the conversion fixtures below (see ``pytest_collection_modifyitems``)."""
 
 from __future__ import annotations
 
@@ -17,6 +21,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # tests/oracle.py
 os.environ.setdefault("GLOG_minloglevel", "2")
 
 
+SLOW_FIXTURES = {"sample_onnx", "sample_openvino", "sample_lite_arm8"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @dataclass
 class Run:
     code: int
@@ -24,12 +37,25 @@ class Run:
     stderr: str
 
 
-def run_cli(*args: str, cwd: Path | None = None) -> Run:
-    """Run ``vitdeploy`` as a user would (a real subprocess, real exit code and streams)."""
+def run_cli(*args: str, cwd: Path | None = None, timeout: float | None = None) -> Run:
+    """Run ``vitdeploy`` as a user would (a real subprocess, real exit code and streams).
+    ``timeout`` makes a hang fail the test (subprocess.TimeoutExpired) instead of blocking it."""
     env = {**os.environ, "GLOG_minloglevel": "2"}
     p = subprocess.run([sys.executable, "-m", "vitdeploy.cli", *map(str, args)], cwd=cwd,
-                       capture_output=True, text=True, env=env)
+                       capture_output=True, text=True, env=env, timeout=timeout)
     return Run(p.returncode, p.stdout, p.stderr)
+
+
+def invoke(*args: object) -> Run:
+    """Run the CLI in-process (typer's CliRunner): fast, for option wiring and error paths."""
+    from typer.testing import CliRunner
+
+    from vitdeploy.cli import app
+
+    r = CliRunner().invoke(app, [str(a) for a in args])
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        raise r.exception
+    return Run(r.exit_code, r.stdout, r.stderr)
 
 
 def assert_one_line_error(r: Run, *needles: str) -> None:
@@ -76,3 +102,26 @@ def sample_lite_arm8(sample_export, tmp_path_factory) -> Path:
     r = run_cli("convert", sample_export, "--to", "lite", "--arch", "arm8", "--out", out)
     assert r.code == 0, r.stderr
     return out
+
+
+@pytest.fixture(scope="session")
+def sample_onnx(sample_export, tmp_path_factory):
+    out = tmp_path_factory.mktemp("conv") / "onnx"
+    r = run_cli("convert", sample_export, "--to", "onnx", "--out", out, "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["target"] == "onnx"
+    return out
+
+
+@pytest.fixture(scope="session")
+def sample_openvino(sample_export, tmp_path_factory):
+    out = tmp_path_factory.mktemp("conv") / "openvino"
+    r = run_cli("convert", sample_export, "--to", "openvino", "--out", out)
+    assert r.code == 0, r.stderr
+    return out
+
+
+def openvino_capabilities() -> list[str]:
+    import openvino as ov
+
+    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))

@@ -8,19 +8,23 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .errors import ArtifactError, OutputExistsError, VitdeployError
+from .deploy_config import parse_deploy_config, read_deploy_config
+from .errors import ArtifactError, OutputExistsError, VitdeployError, first_line
 from .models.config import PreprocessConfig
 
 MANIFEST = "manifest.json"
 INFERENCE_YML = "inference.yml"
+DIGEST = "manifest_sha256"
 LABELS = "labels.txt"
+# PaddleClas's deploy config (deploy/configs/inference_cls.yaml), read when there is no inference.yml.
+PADDLECLAS_DEPLOY_YAMLS = ("inference_cls.yaml", "inference_cls.yml")
 
 
 def sha256(path: Path) -> str:
@@ -31,21 +35,36 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def check_output_dir(out: str | Path, force: bool = False) -> Path:
-    """Refuse an output that is a file, or a non-empty directory without --force (call this
-    before long work, so the user hears it at once)."""
+def _within(path: Path, parent: Path) -> bool:
+    return path == parent or parent in path.parents
+
+
+def check_output_dir(out: str | Path, force: bool = False,
+                     inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Refuse an output that is a file, a non-empty directory without --force, or one that is
+    (or holds) an input: replacing it would destroy what we read. Call this before long work,
+    so the user hears it at once."""
     out = Path(out).absolute()
     if out.exists() and not out.is_dir():
         raise OutputExistsError(f"output {out} is a file, not a directory; choose another --out")
+    real_out = out.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        src = Path(given).absolute()
+        if _within(src.resolve(), real_out) or _within(src, out):
+            raise OutputExistsError(f"--out {out} holds the input {given}; replacing it would "
+                                    "destroy that input, so choose another --out")
     if out.is_dir() and any(out.iterdir()) and not force:
         raise OutputExistsError(f"output directory {out} is not empty; pass --force to replace it")
     return out
 
 
 @contextlib.contextmanager
-def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
+def atomic_output_dir(out: str | Path, force: bool = False,
+                      inputs: Iterable[str | Path | None] = ()) -> Iterator[Path]:
     """Yield a temp dir beside ``out``; on success it replaces ``out``, on any failure it vanishes."""
-    out = check_output_dir(out, force)
+    out = check_output_dir(out, force, inputs)
     parent = out.parent
     try:
         parent.mkdir(parents=True, exist_ok=True)
@@ -67,14 +86,54 @@ def atomic_output_dir(out: str | Path, force: bool = False) -> Iterator[Path]:
         raise
 
 
+def _digest(manifest: dict[str, Any]) -> str:
+    body = {k: v for k, v in manifest.items() if k != DIGEST}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def write_manifest(directory: Path, info: dict[str, Any]) -> dict[str, Any]:
-    """Write manifest.json: ``info`` plus ``files`` (relative path -> sha256) for every file."""
+    """Write manifest.json: ``info`` plus ``files`` (relative path -> sha256) for every file, and
+    a digest of the manifest itself, so an edited hash is caught too (tamper-evident against
+    edits and corruption; not a signature against someone who rewrites the digest as well)."""
     files = {
         p.relative_to(directory).as_posix(): sha256(p)
         for p in sorted(directory.rglob("*")) if p.is_file() and p.name != MANIFEST
     }
     manifest = {**info, "files": files}
+    manifest[DIGEST] = _digest(manifest)
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def verify_artifact(directory: str | Path) -> dict[str, Any] | None:
+    """Check every file an artifact's manifest lists against its sha256 (and the manifest's own
+    digest). Returns the manifest, or None for a directory without one (a PaddleClas export)."""
+    d = Path(directory)
+    path = d / MANIFEST
+    if not path.is_file():
+        return None
+    fix = "re-create the artifact, or pass --no-verify if you edited it on purpose"
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path} is not valid JSON ({first_line(e)}); {fix}") from None
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
+        raise ArtifactError(f"{path} has no 'files' table of sha256 digests; {fix}")
+    if manifest.get(DIGEST) != _digest(manifest):
+        what = "has no digest (written by an older vitdeploy?)" if DIGEST not in manifest \
+            else "was edited: its digest does not match its content"
+        raise ArtifactError(f"{path} {what}; {fix}")
+    root = d.resolve()
+    for rel, digest in sorted(files.items()):
+        f = (d / rel)
+        if not _within(f.resolve(), root) or rel.startswith("/"):
+            raise ArtifactError(f"{path} lists {rel!r}, outside {d}; {fix}")
+        if not f.is_file():
+            raise ArtifactError(f"{d} is incomplete: {rel} (listed in {MANIFEST}) is missing; {fix}")
+        if sha256(f) != digest:
+            raise ArtifactError(f"{f} does not match its sha256 in {MANIFEST} (corrupted or "
+                                f"modified); {fix}")
     return manifest
 
 
@@ -131,57 +190,75 @@ class ArtifactInfo:
     num_classes: int | None
     softmax: bool
     manifest: dict[str, Any]
+    config_file: Path | None = None  # the deploy yaml read; None when --model supplied the preprocessing
 
 
 def _parse_preprocess(cfg: dict, where: Path) -> PreprocessConfig:
-    ops = {}
-    for op in (cfg.get("PreProcess") or {}).get("transform_ops") or []:
-        if isinstance(op, dict):
-            for name, args in op.items():
-                ops[name] = args or {}
+    return parse_deploy_config(cfg, where).preprocess
+
+
+def _read_manifest(d: Path) -> dict[str, Any]:
+    if not (d / MANIFEST).is_file():
+        return {}
     try:
-        resize, crop, norm = ops["ResizeImage"], ops["CropImage"], ops.get("NormalizeImage", {})
-        crop_size = int(crop["size"] if not isinstance(crop["size"], list) else crop["size"][0])
-        resize_short = int(resize.get("resize_short") or crop_size)
-        scale = norm.get("scale", 1.0 / 255.0)
-        if isinstance(scale, str):  # PaddleClas writes "1.0/255.0"
-            num, _, den = scale.partition("/")
-            scale = float(num) / float(den or 1)
-        kw = dict(resize_short=resize_short, crop_size=crop_size,
-                  interpolation=resize.get("interpolation") or "bilinear",
-                  backend=resize.get("backend") or "cv2", scale=float(scale))
-        if "mean" in norm:
-            kw.update(mean=tuple(norm["mean"]), std=tuple(norm["std"]))
-        return PreprocessConfig(**kw)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ArtifactError(
-            f"{where}: PreProcess.transform_ops needs ResizeImage and CropImage ({e!s})"
-        ) from None
+        manifest = json.loads((d / MANIFEST).read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ArtifactError(f"{d / MANIFEST} is not valid JSON: {first_line(e)}") from None
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{d / MANIFEST} is not a JSON object")
+    return manifest
 
 
-def read_artifact_info(directory: str | Path) -> ArtifactInfo:
+def _manifest_size(manifest: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """The (H, W) the exported program takes, when the manifest records a static one."""
+    inp = manifest.get("input")
+    shape = inp.get("shape") if isinstance(inp, dict) else None
+    if (isinstance(shape, list) and len(shape) == 4
+            and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in shape[2:])):
+        return {f"{MANIFEST} input.shape is {json.dumps(shape).replace('null', 'None')}":
+                (shape[2], shape[3])}
+    return {}
+
+
+def read_artifact_info(directory: str | Path, model: str | None = None) -> ArtifactInfo:
+    """The preprocessing comes from ``inference.yml``, else PaddleClas's deploy yaml, else the
+    registered config of ``model`` (a bare PaddleClas inference export). With ``model`` and a
+    yaml, the yaml's crop must match that model's input size."""
     d = Path(directory)
     if not d.is_dir():
         raise ArtifactError(f"artifact directory not found: {d}")
-    yml = d / INFERENCE_YML
-    if not yml.is_file():
-        raise ArtifactError(
-            f"{d} has no {INFERENCE_YML}; it records the preprocessing (export with "
-            "'vitdeploy export', or copy the inference.yml PaddleClas wrote beside the model)"
-        )
-    try:
-        cfg = yaml.safe_load(yml.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ArtifactError(f"{yml} is not valid YAML: {e}") from None
-    pre = _parse_preprocess(cfg, yml)
-    glob = cfg.get("Global") or {}
-    num_classes = glob.get("num_classes")
-    labels_file = d / ((cfg.get("PostProcess") or {}).get("class_id_map_file") or LABELS)
+    manifest = _read_manifest(d)
+    expected = _manifest_size(manifest)
+    cfg = None
+    if model is not None:
+        from .models.registry import get_config
+
+        cfg = get_config(model)
+        expected[f"model {cfg.name} takes {cfg.input_size}x{cfg.input_size} inputs"] = (
+            cfg.input_size, cfg.input_size)
+    yml = next((p for p in (d / n for n in (INFERENCE_YML, *PADDLECLAS_DEPLOY_YAMLS)) if p.is_file()),
+               None)
+    if yml is None:
+        if cfg is None:
+            raise ArtifactError(
+                f"{d} has no {INFERENCE_YML}; it records the preprocessing (export with "
+                "'vitdeploy export', copy the inference.yml PaddleClas wrote beside the model, or "
+                "pass --model NAME to use that architecture's PaddleClas transforms)"
+            )
+        for desc, hw in _manifest_size(manifest).items():
+            if hw != (cfg.input_size, cfg.input_size):
+                raise ArtifactError(f"{d}: model {cfg.name} takes {cfg.input_size}x{cfg.input_size} "
+                                    f"inputs but {desc}; pass the --model the artifact was made from")
+        labels = read_labels(d / LABELS) if (d / LABELS).is_file() else []
+        return ArtifactInfo(d, cfg.preprocess, labels, None, False, manifest)
+    paddleclas_deploy = yml.name != INFERENCE_YML
+    dc = read_deploy_config(yml, expected=expected, paddleclas_deploy=paddleclas_deploy)
+    # PaddleClas's own config names a label file in PaddleClas's tree: fall back to ours, if any.
+    labels_file = d / (dc.class_id_map_file or LABELS)
+    if paddleclas_deploy and not labels_file.is_file():
+        labels_file = d / LABELS
     labels = read_labels(labels_file) if labels_file.is_file() else []
-    manifest = {}
-    if (d / MANIFEST).is_file():
-        try:
-            manifest = json.loads((d / MANIFEST).read_text())
-        except json.JSONDecodeError as e:
-            raise ArtifactError(f"{d / MANIFEST} is not valid JSON: {e}") from None
-    return ArtifactInfo(d, pre, labels, num_classes, bool(glob.get("softmax", False)), manifest)
+    if labels and dc.num_classes is not None and len(labels) != dc.num_classes:
+        raise ArtifactError(f"{labels_file} has {len(labels)} labels but {yml} says "
+                            f"Global.num_classes is {dc.num_classes}")
+    return ArtifactInfo(d, dc.preprocess, labels, dc.num_classes, dc.softmax, manifest, yml)

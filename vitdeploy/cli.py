@@ -18,17 +18,53 @@ warnings.filterwarnings("ignore", message=".*ccache.*")
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
+from typer._click import exceptions as click  # noqa: E402  (typer >= 0.29 vendors click)
+from typer.core import TyperGroup  # noqa: E402
 
 from . import __version__  # noqa: E402
 from .errors import VitdeployError  # noqa: E402
 
-app = typer.Typer(
-    add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-    help="Deploy PaddlePaddle ViT / DeiT / LeViT classifiers: export, convert, predict.",
-)
 # Wide tables when piped (CI logs); a terminal keeps its own width.
 out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
+NO_VERIFY_HELP = "Skip checking the artifact's files against its manifest.json sha256 digests."
+MODEL_HELP = ("Architecture of a bare PaddleClas export without inference.yml: its PaddleClas "
+              "preprocessing is used.")
+
+
+
+class OneLineErrors(TyperGroup):
+    """Usage mistakes (a missing argument, a value out of range) are bad input like any other:
+    one line on stderr and exit 1, never click's boxed usage text with its exit 2 (which our
+    exit codes reserve for a check not met)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+            code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+        except click.NoArgsIsHelpError as e:
+            click.echo(e.ctx.get_help() if e.ctx else str(e))
+            code = 0
+        except click.UsageError as e:
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+            err.print(f"error: {e.format_message()}{where}", markup=False, highlight=False,
+                      soft_wrap=True)
+            code = 1
+        except click.ClickException as e:
+            err.print(f"error: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+            code = 1
+        except typer.Abort:
+            err.print("error: aborted; nothing was written", markup=False, highlight=False)
+            code = 130
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(
+    cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Deploy PaddlePaddle ViT / DeiT / LeViT classifiers: export, convert, predict.",
+)
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -131,9 +167,10 @@ def convert(
     src: Path = typer.Argument(..., help="Export directory (vitdeploy's or PaddleClas's)."),
     to: str = typer.Option(..., "--to", help="Target: onnx, openvino or lite."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output directory."),
-    opset: Optional[int] = typer.Option(None, "--opset", help="ONNX opset (default 17)."),
-    precision: str = typer.Option("fp32", "--precision",
-                                  help="OpenVINO IR weights: fp32 or fp16 (compressed)."),
+    opset: Optional[int] = typer.Option(None, "--opset", help="onnx/openvino: ONNX opset (default 17)."),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="onnx: fp32 (default) or fp16 (fp16 weights and compute, fp32 "
+        "I/O); openvino: fp32 or fp16 (weights compressed)."),
     model: Optional[str] = typer.Option(
         None, "--model", help="Architecture whose preprocessing to record, for a PaddleClas "
         "directory without inference.yml."),
@@ -146,24 +183,49 @@ def convert(
     weights: Optional[Path] = typer.Option(
         None, "--weights", help="Lite: the checkpoint (default: the one the export recorded)."),
     force: bool = typer.Option(False, "--force", help="Replace a non-empty output directory."),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print the result as JSON."),
 ):
     """Convert an exported model to ONNX, OpenVINO IR or Paddle Lite .nb."""
     from .convert import convert as convert_model
+    from .convert import make_options
 
-    lite = {"arch": arch or "arm8", "quantize": quantize, "fp16": fp16 or None, "weights": weights}
-    if to != "lite" and (arch or quantize or fp16 or weights):
-        raise VitdeployError("--arch, --quantize, --fp16 and --weights apply to --to lite only")
+    # Every flag goes to the target's typed options: one it does not honour is an error there.
+    options = make_options(to, {"opset": opset, "precision": precision, "arch": arch,
+                                "quantize": quantize, "fp16": fp16, "weights": weights})
     with err.status(f"converting to {to}") as status:
-        result = convert_model(src, to, out_dir, opset=opset, precision=precision, model=model,
-                               labels=labels, force=force, progress=status.update,
-                               **(lite if to == "lite" else {}))
+        result = convert_model(src, to, out_dir, options, model=model, labels=labels, force=force,
+                               verify=not no_verify, progress=status.update)
     if as_json:
         return _print_json(asdict(result))
     out.print(f"[green]converted[/] {result.model or src} to {result.target} in {result.out_dir} "
-              f"({result.seconds:.1f} s)")
+              f"({result.seconds:.1f} s, stores {result.precision})")
     for name in [*result.files, "manifest.json"]:
         out.print(f"  {name}")
+
+
+BAD_IMAGES_HELP = ("Unreadable, corrupt or too large images: skip (one warning line with the "
+                   "count) or stop (exit 1 at the first).")
+MAX_PIXELS_HELP = ("Refuse images with more pixels, read from the header before decoding "
+                   "(default 178956970, or $VITDEPLOY_MAX_IMAGE_PIXELS).")
+
+
+def _image_options(bad_images: str, max_pixels: Optional[int]) -> dict:
+    """Check --bad-images; --max-image-pixels also becomes OpenCV's own limit, which OpenCV reads
+    once when it loads (before any model does), so a genuine large image is not refused there."""
+    choices = ("skip", "stop")
+    if bad_images not in choices:
+        raise VitdeployError(f"unknown --bad-images {bad_images!r}; choose one of: {', '.join(choices)}")
+    if max_pixels is not None:
+        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
+    return {"on_bad_image": bad_images, "max_pixels": max_pixels}
+
+
+def _warn_skipped(skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        n = len(skipped)
+        err.print(f"warning: skipped {n} unusable image{'s' if n > 1 else ''} "
+                  f"(first: {skipped[0][1]})", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -177,16 +239,28 @@ def predict(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per inference call."),
     precision: Optional[str] = typer.Option(None, "--precision",
                                             help="Compute precision (openvino: fp32, bf16, fp16)."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+    bad_images: str = typer.Option("skip", "--bad-images", help=BAD_IMAGES_HELP),
+    max_pixels: Optional[int] = typer.Option(None, "--max-image-pixels", min=1,
+                                             help=MAX_PIXELS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Classify images with an exported or converted model."""
+    image_options = _image_options(bad_images, max_pixels)
     from .predictor import Predictor
 
-    with Predictor(artifact, runtime=runtime, precision=precision) as pred:
-        results = pred.predict_images(images, topk_k=k, batch_size=batch_size)
+    with Predictor(artifact, runtime=runtime, precision=precision, model=model,
+                   verify=not no_verify) as pred:
+        results = pred.predict_images(images, topk_k=k, batch_size=batch_size, **image_options)
+    _warn_skipped(results.skipped)  # stderr only: the --json list format stays as it was
     if as_json:
         return _print_json([r.to_dict() for r in results])
-    table = Table(title=f"{len(results)} images ({pred.runtime.name}, {pred.runtime.precision})")
+    rt = pred.runtime
+    table = Table(title=f"{len(results)} images ({rt.name}; stores {rt.artifact_precision}, computed "
+                        f"in {rt.compute_precision})")
+    for note in rt.notes:
+        err.print(f"note: {note}", markup=False, highlight=False)
     table.add_column("image")
     table.add_column("top-1")
     table.add_column("score", justify="right")
@@ -199,14 +273,12 @@ def predict(
     out.print(table)
 
 
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise typer.BadParameter(f"expected positive batch sizes, got {text!r}")
-    return values
+def _batch_sizes(text: str) -> list[int]:
+    parts = [v.strip() for v in text.split(",")]
+    if not all(v.isdigit() and int(v) >= 1 for v in parts):
+        raise VitdeployError(f"--batch-sizes {text!r}: expected comma-separated positive integers, "
+                             "e.g. 1,4,8")
+    return [int(v) for v in parts]
 
 
 @app.command()
@@ -229,17 +301,26 @@ def parity(
     min_top1: Optional[float] = typer.Option(None, "--min-top1-agreement",
                                              help="Override the preset (0..1)."),
     max_abs: Optional[float] = typer.Option(None, "--max-abs", help="Also bound the max abs diff."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+    bad_images: str = typer.Option("skip", "--bad-images", help=BAD_IMAGES_HELP),
+    max_pixels: Optional[int] = typer.Option(None, "--max-image-pixels", min=1,
+                                             help=MAX_PIXELS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Prove that artifacts give the same outputs as the Paddle fp32 reference (exit 2 if not)."""
+    image_options = _image_options(bad_images, max_pixels)
     from .parity import run_parity
 
     overrides = {k: v for k, v in (("min_cosine", min_cosine), ("min_top1_agreement", min_top1),
                                    ("max_abs", max_abs)) if v is not None}
     with err.status("parity") as status:
-        report = run_parity(ref_dir, artifacts, images=images, batch_sizes=_ints(batch_sizes),
-                            runtimes=runtime, precision=precision, num_random=num_random,
-                            overrides=overrides, progress=status.update)
+        report = run_parity(ref_dir, artifacts, images=images,
+                            batch_sizes=_batch_sizes(batch_sizes), runtimes=runtime,
+                            precision=precision, num_random=num_random, overrides=overrides,
+                            model=model, verify=not no_verify, progress=status.update,
+                            **image_options)
+    _warn_skipped([(s["image"], s["reason"]) for s in report.inputs.get("skipped", [])])
     if as_json:
         _print_json(report.to_dict())
     else:
@@ -253,13 +334,15 @@ def _parity_table(report) -> None:
     what = "images" if inputs["kind"] == "images" else "random inputs"
     table = Table(title=f"parity vs {report.reference['dir']} (paddle fp32) on {inputs['count']} "
                         f"{what}, batch sizes {','.join(map(str, report.batch_sizes))}")
-    for col in ("artifact", "runtime", "precision", "max abs", "mean abs", "cosine min", "top-1",
-                "top-5", "batch diff", "result"):
+    for col in ("artifact", "runtime", "stored", "computed", "judged as", "max abs", "mean abs",
+                "cosine min", "top-1", "top-5", "batch diff", "result"):
         table.add_column(col, justify="left" if col in ("artifact", "runtime", "result") else "right")
     for r in report.results:
         verdict = "[green]pass[/]" if r.passed else "[red]FAIL[/] " + "; ".join(r.failures)
         runtime = f"{r.runtime} ({r.detail})" if r.detail else r.runtime
-        table.add_row(r.artifact, runtime, r.precision, f"{r.max_abs:.2e}", f"{r.mean_abs:.2e}",
+        computed = r.compute_precision + "".join(f" ({n})" for n in r.notes)
+        table.add_row(r.artifact, runtime, r.artifact_precision, computed, r.precision,
+                      f"{r.max_abs:.2e}", f"{r.mean_abs:.2e}",
                       f"{r.cosine_min:.7f}", f"{r.top1_agreement:.1%}", f"{r.top5_overlap:.1%}",
                       f"{r.batch_max_diff:.1e}", verdict)
     out.print(table)
@@ -275,18 +358,27 @@ def eval_cmd(
     runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="Runtime name."),
     min_top1: Optional[float] = typer.Option(None, "--min-top1", min=0.0, max=1.0,
                                              help="Exit 2 when top-1 is below this."),
+    model: Optional[str] = typer.Option(None, "--model", help=MODEL_HELP),
+    no_verify: bool = typer.Option(False, "--no-verify", help=NO_VERIFY_HELP),
+    bad_images: str = typer.Option("skip", "--bad-images", help=BAD_IMAGES_HELP),
+    max_pixels: Optional[int] = typer.Option(None, "--max-image-pixels", min=1,
+                                             help=MAX_PIXELS_HELP),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Measure top-1 / top-5 accuracy on a labelled image folder."""
+    image_options = _image_options(bad_images, max_pixels)
     from .evaluate import evaluate
     from .predictor import Predictor
+    from .preprocess import skipped_records
 
-    with Predictor(artifact, runtime=runtime) as pred:
+    with Predictor(artifact, runtime=runtime, model=model, verify=not no_verify) as pred:
         with err.status(f"evaluating on {folder}"):
-            result = evaluate(pred, folder)
+            result = evaluate(pred, folder, **image_options)
+    _warn_skipped(result.skipped)
     passed = min_top1 is None or result.top1 >= min_top1
     if as_json:
-        _print_json({**asdict(result), "min_top1": min_top1, "passed": passed})
+        _print_json({**asdict(result), "skipped": skipped_records(result.skipped),
+                     "min_top1": min_top1, "passed": passed})
     else:
         out.print(f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  on {result.images} images "
                   f"({result.runtime})")
@@ -347,10 +439,12 @@ def inspect(model: Path = typer.Argument(..., help="A Paddle Lite .nb file."),
     unplaced = info.unplaced(arch)
     data = {"path": str(model), "opt_version": info.opt_version, "meta_version": info.meta_version,
             "arch": arch, "ops": info.op_counts(), "all_placed": not unplaced, "unplaced": unplaced,
-            "weights_precision": info.weight_precision(), "needs_extra": info.needs_extra()}
+            "weights_precision": info.weight_precision(),
+            "compute_precision": info.compute_precision(), "needs_extra": info.needs_extra()}
     if as_json:
         return _print_json(data)
-    table = Table(title=f"{model} (opt {info.opt_version}, weights {data['weights_precision']})")
+    table = Table(title=f"{model} (opt {info.opt_version}; stores {data['weights_precision']} "
+                        f"weights, computes in {data['compute_precision']})")
     for col in ("op", "target", "precision", "count"):
         table.add_column(col, justify="right" if col == "count" else "left")
     for op in data["ops"]:

@@ -43,3 +43,7 @@ class RuntimeUnavailableError(VitdeployError):
 
 class ExportError(VitdeployError):
     """The Paddle export itself failed."""
+
+
+class OptionError(VitdeployError):
+    """An option that does not apply to the chosen target, or a value out of range."""

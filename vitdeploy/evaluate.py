@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from .errors import ImageError
 from .predictor import Predictor
-from .preprocess import IMAGE_SUFFIXES, preprocess_batch
+from .preprocess import IMAGE_SUFFIXES, Skipped, check_policy, no_usable_images, preprocess_usable
 
 
 @dataclass
@@ -18,6 +18,7 @@ class EvalResult:
     top1: float
     top5: float
     runtime: str
+    skipped: Skipped = field(default_factory=list)  # (image, reason) left out of the accuracy
 
 
 def labelled_images(folder: str | Path, labels: list[str]) -> list[tuple[Path, int]]:
@@ -34,22 +35,34 @@ def labelled_images(folder: str | Path, labels: list[str]) -> list[tuple[Path, i
             cid = int(sub.name)
         else:
             raise ImageError(f"{sub} matches no label of the model (labels.txt) nor a class id")
-        pairs += [(f, cid) for f in sorted(sub.iterdir()) if f.suffix.lower() in IMAGE_SUFFIXES]
+        # regular files only: a FIFO or a directory named like an image is never opened
+        pairs += [(f, cid) for f in sorted(sub.iterdir())
+                  if f.suffix.lower() in IMAGE_SUFFIXES and f.is_file()]
     if not pairs:
         raise ImageError(f"{root} has no class sub-folders with images")
     return pairs
 
 
-def evaluate(predictor: Predictor, folder: str | Path, batch_size: int = 32) -> EvalResult:
+def evaluate(predictor: Predictor, folder: str | Path, batch_size: int = 32, *,
+             on_bad_image: str = "skip", max_pixels: int | None = None) -> EvalResult:
+    """Accuracy over the usable images; bad ones are skipped (listed) or, with "stop", raised."""
+    check_policy(on_bad_image)
     pairs = labelled_images(folder, predictor.info.labels)
-    hits1 = hits5 = 0
+    hits1 = hits5 = n = 0
+    skipped: Skipped = []
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
-        batch = preprocess_batch([p for p, _ in chunk], predictor.info.preprocess)
+        batch, kept, bad = preprocess_usable([p for p, _ in chunk], predictor.info.preprocess,
+                                             on_bad_image=on_bad_image, max_pixels=max_pixels)
+        skipped += bad
+        if not kept:
+            continue
         out = predictor.predict_batch(batch)
         order = np.argsort(-out, axis=1, kind="stable")[:, :5]
-        truth = np.array([c for _, c in chunk])
+        truth = np.array([chunk[i][1] for i in kept])
         hits1 += int((order[:, 0] == truth).sum())
         hits5 += int((order == truth[:, None]).any(axis=1).sum())
-    n = len(pairs)
-    return EvalResult(n, hits1 / n, hits5 / n, predictor.runtime.name)
+        n += len(kept)
+    if not n:
+        raise no_usable_images(skipped)
+    return EvalResult(n, hits1 / n, hits5 / n, predictor.runtime.name, skipped)

@@ -23,7 +23,8 @@ from .artifacts import (
     write_manifest,
 )
 from .errors import CheckpointError, ExportError
-from .models.loader import fold_for_export, load_model
+from .models.deploy import save_deployable
+from .models.loader import load_model
 from .predictor import softmax as softmax_rows
 
 Progress = Callable[[str], None]
@@ -49,22 +50,9 @@ def _versions() -> dict[str, str]:
 
 
 def save_inference_model(model, path_prefix: Path, input_size: int, softmax: bool) -> None:
-    """paddle.jit.save with input ``x`` float32 [None, 3, H, W] (dynamic batch)."""
-    import paddle
-
-    class _WithSoftmax(paddle.nn.Layer):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, x):
-            return paddle.nn.functional.softmax(self.inner(x), axis=-1)
-
-    layer = _WithSoftmax(model) if softmax else model
-    layer.eval()
-    spec = [paddle.static.InputSpec([None, 3, input_size, input_size], "float32", "x")]
-    static = paddle.jit.to_static(layer, input_spec=spec, full_graph=True)
-    paddle.jit.save(static, str(path_prefix))
+    """Fold, optional softmax, input ``x`` float32 [None, 3, H, W]: the one builder the Lite
+    worker uses too (models/deploy.py), so both artifacts compute the same function."""
+    save_deployable(model, path_prefix, input_size, softmax=softmax)
 
 
 def export_model(model_name: str, weights: str | Path, out: str | Path, *,
@@ -72,7 +60,7 @@ def export_model(model_name: str, weights: str | Path, out: str | Path, *,
                  softmax: bool = False, force: bool = False,
                  progress: Progress | None = None) -> ExportResult:
     say = progress or (lambda _msg: None)
-    check_output_dir(out, force)  # before loading a possibly large checkpoint
+    check_output_dir(out, force, inputs=(weights, labels))  # before loading the checkpoint
     weights = Path(weights)
     say(f"loading {weights.name}")
     loaded = load_model(model_name, weights, num_classes)  # validates before anything is written
@@ -91,9 +79,8 @@ def export_model(model_name: str, weights: str | Path, out: str | Path, *,
     if not np.isfinite(expected).all():
         raise CheckpointError(f"checkpoint {weights} gives non-finite outputs on {cfg.name}")
 
-    with atomic_output_dir(out, force=force) as tmp:
+    with atomic_output_dir(out, force=force, inputs=(weights, labels)) as tmp:
         say("tracing and saving the inference program")
-        fold_for_export(loaded.model)
         try:
             save_inference_model(loaded.model, tmp / "inference", size, softmax)
         except Exception as e:

@@ -7,6 +7,7 @@ outputs for the same input must agree across batch sizes (batch consistency).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -14,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArtifactError, VitdeployError
+from .precision import looser
 from .predictor import Predictor
-from .preprocess import collect_images, preprocess_batch
+from .preprocess import check_policy, collect_images, no_usable_images, preprocess_usable, skipped_records
 
 
 @dataclass(frozen=True)
@@ -36,11 +38,41 @@ PRESETS = {
 }
 
 
+# Each override's name -> (low, high): validated before anything runs, since a NaN or an
+# out-of-range bound would make every comparison pass.
+_BOUNDS = {"min_cosine": (-1.0, 1.0), "min_top1_agreement": (0.0, 1.0),
+           "max_abs": (0.0, float("inf")), "max_batch_diff": (0.0, float("inf"))}
+
+
+def validate_overrides(overrides: dict | None) -> dict:
+    out = {}
+    for name, value in (overrides or {}).items():
+        if name not in _BOUNDS:
+            raise VitdeployError(f"unknown tolerance {name!r}; available: {', '.join(_BOUNDS)}")
+        lo, hi = _BOUNDS[name]
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                or not lo <= value <= hi:
+            raise VitdeployError(f"{flag} {value} is out of range; use a finite number in "
+                                 f"[{lo:g}, {hi:g}]")
+        out[name] = float(value)
+    return out
+
+
+def tolerance_for(artifact_precision: str, compute_precision: str,
+                  overrides: dict | None = None) -> tuple[str, Tolerance]:
+    """The preset of the looser of what is stored and what was computed, then the overrides."""
+    judged = looser(artifact_precision, compute_precision)
+    return judged, replace(PRESETS.get(judged, PRESETS["fp32"]), **(overrides or {}))
+
+
 @dataclass
 class ParityRow:
     artifact: str
     runtime: str
-    precision: str
+    precision: str  # the precision the tolerance was chosen for: the looser of the two below
+    artifact_precision: str
+    compute_precision: str
     max_abs: float
     mean_abs: float
     cosine_min: float
@@ -51,6 +83,7 @@ class ParityRow:
     failures: list[str] = field(default_factory=list)
     tolerance: dict = field(default_factory=dict)
     detail: str = ""
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -91,26 +124,31 @@ def run_batched(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batc
 
 
 def make_inputs(ref: Predictor, images: Sequence[str | Path] | None, num_random: int,
-                seed: int = 0) -> tuple[np.ndarray, dict]:
+                seed: int = 0, *, on_bad_image: str = "skip",
+                max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
+    """The input batch and its description; bad images are skipped (listed) or raised."""
     pre = ref.info.preprocess
     if images:
         paths = collect_images(images)
-        x = preprocess_batch(paths, pre)
-        return x, {"kind": "images", "count": len(paths)}
+        x, kept, skipped = preprocess_usable(paths, pre, on_bad_image=on_bad_image,
+                                             max_pixels=max_pixels)
+        if not kept:
+            raise no_usable_images(skipped)
+        return x, {"kind": "images", "count": len(kept), "skipped": skipped_records(skipped)}
     size = pre.crop_size
     x = np.random.default_rng(seed).standard_normal((num_random, 3, size, size)).astype(np.float32)
-    return x, {"kind": "random", "count": num_random, "seed": seed}
+    return x, {"kind": "random", "count": num_random, "seed": seed, "skipped": []}
 
 
 def check(metrics: dict, batch_diff: float, tol: Tolerance) -> list[str]:
-    fails = []
-    if metrics["cosine_min"] < tol.min_cosine:
+    fails = []  # written as "not (ok)" so a NaN metric fails rather than passes
+    if not metrics["cosine_min"] >= tol.min_cosine:
         fails.append(f"cosine {metrics['cosine_min']:.6f} < {tol.min_cosine}")
-    if metrics["top1_agreement"] < tol.min_top1_agreement:
+    if not metrics["top1_agreement"] >= tol.min_top1_agreement:
         fails.append(f"top-1 agreement {metrics['top1_agreement']:.3f} < {tol.min_top1_agreement}")
-    if tol.max_abs is not None and metrics["max_abs"] > tol.max_abs:
+    if tol.max_abs is not None and not metrics["max_abs"] <= tol.max_abs:
         fails.append(f"max abs {metrics['max_abs']:.3g} > {tol.max_abs}")
-    if batch_diff > tol.max_batch_diff:
+    if not batch_diff <= tol.max_batch_diff:
         fails.append(f"batch inconsistency {batch_diff:.3g} > {tol.max_batch_diff}")
     return fails
 
@@ -118,47 +156,65 @@ def check(metrics: dict, batch_diff: float, tol: Tolerance) -> list[str]:
 def run_parity(ref_dir: str | Path, artifacts: Sequence[str | Path], *,
                images: Sequence[str | Path] | None = None, batch_sizes: Sequence[int] = (1, 4, 8),
                runtimes: Sequence[str] | None = None, precision: str | None = None,
-               num_random: int = 8, overrides: dict | None = None,
-               progress: Callable[[str], None] | None = None) -> ParityReport:
+               num_random: int = 8, overrides: dict | None = None, model: str | None = None,
+               verify: bool = True, progress: Callable[[str], None] | None = None,
+               on_bad_image: str = "skip", max_pixels: int | None = None) -> ParityReport:
+    """``model`` names the architecture of bare PaddleClas directories (no inference.yml).
+    Bad ``images`` are skipped and listed in ``inputs["skipped"]``, or raised with "stop"."""
     say = progress or (lambda _msg: None)
+    check_policy(on_bad_image)
     if not artifacts:
         raise VitdeployError("no artifact to compare; pass one or more artifact directories")
-    if any(b < 1 for b in batch_sizes) or not batch_sizes:
+    if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1
+                              for b in batch_sizes):
         raise VitdeployError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
-    with Predictor(ref_dir, runtime="paddle") as ref:
-        x, inputs = make_inputs(ref, images, num_random)
+    if not isinstance(num_random, int) or num_random < 1:
+        raise VitdeployError(f"--num-random must be a positive integer, got {num_random}")
+    overrides = validate_overrides(overrides)
+    with Predictor(ref_dir, runtime="paddle", model=model, verify=verify) as ref:
+        x, inputs = make_inputs(ref, images, num_random, on_bad_image=on_bad_image,
+                                max_pixels=max_pixels)
         say(f"reference: Paddle Inference on {len(x)} inputs")
         expected = run_batched(ref.predict_batch, x, 1)
         ref_pre = ref.info.preprocess
-        reference = {"dir": str(ref_dir), "runtime": "paddle", "precision": ref.runtime.precision}
+        reference = {"dir": str(ref_dir), "runtime": "paddle",
+                     "precision": ref.runtime.compute_precision,
+                     "artifact_precision": ref.runtime.artifact_precision}
     rows = []
     for art in artifacts:
-        names = list(runtimes) if runtimes else [None]
-        for name in names:
-            with Predictor(art, runtime=name, precision=precision, strict_precision=False) as pred:
-                rt = pred.runtime
-                tol = replace(PRESETS.get(rt.precision, PRESETS["fp32"]), **(overrides or {}))
-                outs = []
-                for b in batch_sizes:
-                    say(f"{Path(art).name}: {rt.name} ({rt.precision}) at batch {b}")
-                    outs.append(run_batched(pred.predict_batch, x, b))
-                worst = [compare(expected, o) for o in outs]
-                metrics = {
-                    "max_abs": max(m["max_abs"] for m in worst),
-                    "mean_abs": max(m["mean_abs"] for m in worst),
-                    "cosine_min": min(m["cosine_min"] for m in worst),
-                    "top1_agreement": min(m["top1_agreement"] for m in worst),
-                    "top5_overlap": min(m["top5_overlap"] for m in worst),
-                }
-                with np.errstate(invalid="ignore"):
-                    batch_diff = max(float(np.nan_to_num(np.abs(o - outs[0]), nan=np.inf).max())
-                                     for o in outs)
-                fails = check(metrics, batch_diff, tol)
-                if any(m.get("non_finite") for m in worst):
-                    fails.insert(0, "non-finite outputs (NaN/inf)")
-                if pred.info.preprocess != ref_pre:
-                    fails.append("preprocessing (inference.yml) differs from the reference")
-                rows.append(ParityRow(str(art), rt.name, rt.precision, **metrics,
-                                      batch_max_diff=batch_diff, passed=not fails, failures=fails,
-                                      tolerance=asdict(tol), detail=rt.detail))
+        for name in list(runtimes) if runtimes else [None]:
+            with Predictor(art, runtime=name, precision=precision, strict_precision=False,
+                           model=model, verify=verify) as pred:
+                rows.append(_compare_artifact(pred, str(art), x, expected, ref_pre, batch_sizes,
+                                              overrides, say))
     return ParityReport(all(r.passed for r in rows), reference, inputs, list(batch_sizes), rows)
+
+
+def _compare_artifact(pred: Predictor, art: str, x: np.ndarray, expected: np.ndarray, ref_pre,
+                      batch_sizes: Sequence[int], overrides: dict,
+                      say: Callable[[str], None]) -> ParityRow:
+    rt = pred.runtime
+    stored, computed = rt.artifact_precision, rt.compute_precision
+    judged, tol = tolerance_for(stored, computed, overrides)
+    outs = []
+    for b in batch_sizes:
+        say(f"{Path(art).name}: {rt.name} ({computed}) at batch {b}")
+        outs.append(run_batched(pred.predict_batch, x, b))
+    worst = [compare(expected, o) for o in outs]
+    metrics = {
+        "max_abs": max(m["max_abs"] for m in worst),
+        "mean_abs": max(m["mean_abs"] for m in worst),
+        "cosine_min": min(m["cosine_min"] for m in worst),
+        "top1_agreement": min(m["top1_agreement"] for m in worst),
+        "top5_overlap": min(m["top5_overlap"] for m in worst),
+    }
+    with np.errstate(invalid="ignore"):
+        batch_diff = max(float(np.nan_to_num(np.abs(o - outs[0]), nan=np.inf).max()) for o in outs)
+    fails = check(metrics, batch_diff, tol)
+    if any(m.get("non_finite") for m in worst):
+        fails.insert(0, "non-finite outputs (NaN/inf)")
+    if pred.info.preprocess != ref_pre:
+        fails.append("preprocessing (inference.yml) differs from the reference")
+    return ParityRow(art, rt.name, judged, stored, computed, **metrics, batch_max_diff=batch_diff,
+                     passed=not fails, failures=fails, tolerance=asdict(tol), detail=rt.detail,
+                     notes=list(rt.notes))

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import ArtifactInfo, read_artifact_info
+from .artifacts import ArtifactInfo, read_artifact_info, verify_artifact
 from .errors import ArtifactError
-from .preprocess import collect_images, preprocess_batch
+from .preprocess import Skipped, check_policy, collect_images, no_usable_images, preprocess_usable
 from .runtimes import RUNTIMES, Runtime, detect_runtime, get_runtime
 
 
@@ -28,6 +28,14 @@ class Prediction:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+class Predictions(list[Prediction]):
+    """``predict_images``'s results: a plain list, plus ``skipped``: (image, reason) pairs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.skipped: Skipped = []
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -69,9 +77,14 @@ class Predictor:
 
     def __init__(self, artifact_dir: str | Path, runtime: str | None = None,
                  threads: int | None = None, precision: str | None = None,
-                 strict_precision: bool = True) -> None:
-        """``strict_precision=False`` applies ``precision`` only where the runtime offers it."""
-        self.info: ArtifactInfo = read_artifact_info(artifact_dir)
+                 strict_precision: bool = True, model: str | None = None,
+                 verify: bool = True) -> None:
+        """``strict_precision=False`` applies ``precision`` only where the runtime offers it;
+        ``model`` names the architecture of a bare PaddleClas export (no inference.yml);
+        ``verify`` checks every file against the artifact's manifest before anything is loaded."""
+        if verify:
+            verify_artifact(artifact_dir)
+        self.info: ArtifactInfo = read_artifact_info(artifact_dir, model=model)
         cls, path = _resolve(self.info.directory, runtime)
         if not strict_precision and precision not in cls.precision_choices:
             precision = None
@@ -87,17 +100,36 @@ class Predictor:
         return self.runtime.predict(batch)
 
     def predict_images(self, images: Iterable[str | Path], topk_k: int = 5,
-                       batch_size: int = 8) -> list[Prediction]:
+                       batch_size: int = 8, *, on_bad_image: str = "skip",
+                       max_pixels: int | None = None) -> Predictions:
+        """Top-k per image. A bad image (unreadable, corrupt, too large: ImageError) is left out and
+        listed in ``.skipped``, or raised with ``on_bad_image="stop"``; none usable raises."""
+        check_policy(on_bad_image)
         paths = collect_images(images)
-        results: list[Prediction] = []
+        results = Predictions()
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
-            batch = preprocess_batch(chunk, self.info.preprocess)
+            batch, kept, skipped = preprocess_usable(chunk, self.info.preprocess,
+                                                     on_bad_image=on_bad_image, max_pixels=max_pixels)
+            results.skipped += skipped
+            if not kept:
+                continue
             out = self.predict_batch(batch)
-            scores = out if self.info.softmax else softmax(out)
-            for p, top in zip(chunk, topk(scores, topk_k, self.info.labels), strict=False):
-                results.append(Prediction(str(p), top))
+            scores = out if self.info.softmax or self._outputs_probabilities(out) else softmax(out)
+            for i, top in zip(kept, topk(scores, topk_k, self.info.labels), strict=False):
+                results.append(Prediction(str(chunk[i]), top))
+        if not results:
+            raise no_usable_images(results.skipped)
         return results
+
+    def _outputs_probabilities(self, out: np.ndarray) -> bool:
+        """A PaddleClas export bakes a softmax into the graph by default (Arch.infer_add_softmax)
+        while its configs do not say so: for such a directory (no vitdeploy manifest), rows that
+        are already probabilities are not put through softmax a second time."""
+        if self.info.manifest:
+            return False
+        with np.errstate(invalid="ignore"):
+            return bool(out.size and (out >= 0).all() and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
 
     def close(self) -> None:
         self.runtime.close()

@@ -1,4 +1,4 @@
-"""Keep native libraries' stray prints off stdout, which belongs to --json output."""
+"""Keep native libraries' stray prints off stdout (--json output) and stderr (our one error line)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import contextlib
 import io
 import os
 import sys
+import tempfile
 from collections.abc import Iterator
 
 
@@ -24,3 +25,34 @@ def quiet_stdout() -> Iterator[None]:
         os.dup2(saved, 1)
         os.close(saved)
         os.close(sink)
+
+
+class Captured:
+    """What a ``quiet_stderr()`` block wrote to fd 2; ``text`` is filled in when the block ends."""
+
+    text: str = ""
+
+
+@contextlib.contextmanager
+def quiet_stderr(keep: int = 16384) -> Iterator[Captured]:
+    """Redirect file descriptor 2 itself (OpenCV's ``[ WARN]`` and libpng's ``fprintf``) into a
+    temporary file, not a pipe, which a chatty library could fill and block on.
+
+    Process-wide, like ``quiet_stdout``: another thread's stderr is captured meanwhile too.
+    The first ``keep`` bytes end up in ``Captured.text`` so a caller can quote the native message.
+    """
+    captured = Captured()
+    if sys.stderr is not None:
+        sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            if sys.stderr is not None:
+                sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            sink.seek(0)
+            captured.text = sink.read(keep).decode(errors="replace")

@@ -13,21 +13,7 @@ from conftest import assert_one_line_error, run_cli
 from vitdeploy.artifacts import read_artifact_info, sha256
 from vitdeploy.models.loader import save_random_checkpoint
 
-
-@pytest.fixture(scope="session")
-def sample_onnx(sample_export, tmp_path_factory):
-    out = tmp_path_factory.mktemp("conv") / "onnx"
-    r = run_cli("convert", sample_export, "--to", "onnx", "--out", out, "--json")
-    assert r.code == 0, r.stderr
-    assert json.loads(r.stdout)["target"] == "onnx"
-    return out
-
-
-@pytest.fixture(scope="session")
-def sample_openvino(sample_export, tmp_path_factory):
-    out = tmp_path_factory.mktemp("conv") / "openvino"
-    assert run_cli("convert", sample_export, "--to", "openvino", "--out", out).code == 0
-    return out
+pytestmark = pytest.mark.slow  # real conversions: make test, not make check
 
 
 def test_onnx_artifact(sample_onnx, sample_export):
@@ -122,6 +108,8 @@ def test_missing_and_corrupt_sources(sample_export, tmp_path):
     shutil.copytree(sample_export, bad)
     (bad / "inference.json").write_text("{not json")
     r = run_cli("convert", bad, "--to", "onnx", "--out", tmp_path / "o")
+    assert_one_line_error(r, "inference.json does not match its sha256")
+    r = run_cli("convert", bad, "--to", "onnx", "--out", tmp_path / "o", "--no-verify")
     assert_one_line_error(r, "paddle2onnx failed")
     assert not (tmp_path / "o").exists()
     empty = tmp_path / "empty"
@@ -142,3 +130,29 @@ def test_onnx_runs_on_openvino_too(sample_export, sample_onnx):
     rows = json.loads(r.stdout)["results"]
     assert r.code == 0 and [x["runtime"] for x in rows] == ["onnxruntime", "openvino"]
     assert np.isfinite([x["max_abs"] for x in rows]).all()
+
+
+def test_onnx_fp16_is_a_real_fp16_model(sample_export, tmp_path, sample):
+    """fp16 weights and compute, float32 input and output; judged with the fp16 preset."""
+    from conftest import ROOT
+
+    from vitdeploy.parity import PRESETS
+
+    out = tmp_path / "o16"
+    r = run_cli("convert", sample_export, "--to", "onnx", "--precision", "fp16", "--out", out, "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["precision"] == "fp16"
+    model = onnx.load(str(out / "model.onnx"))
+    onnx.checker.check_model(model)
+    f32, f16 = onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16
+    assert model.graph.input[0].type.tensor_type.elem_type == f32
+    assert model.graph.output[0].type.tensor_type.elem_type == f32
+    biggest = max(model.graph.initializer, key=lambda t: np.prod(t.dims))
+    assert biggest.data_type == f16
+    assert (out / "model.onnx").stat().st_size < 0.6 * (sample_export / "inference.pdiparams").stat().st_size
+    r = run_cli("parity", sample_export, out, "--images", ROOT / sample["test_dir"], "--json")
+    row = json.loads(r.stdout)["results"][0]
+    assert r.code == 0, row
+    assert row["artifact_precision"] == "fp16" and row["precision"] == "fp16"
+    assert row["tolerance"]["min_cosine"] == PRESETS["fp16"].min_cosine
+    assert row["max_abs"] > 1e-5 and row["cosine_min"] >= 0.999 and row["top1_agreement"] >= 0.98

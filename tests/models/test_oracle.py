@@ -16,6 +16,9 @@ from oracle import oracle_factory
 from vitdeploy.models import get_config, list_models
 from vitdeploy.runtimes.paddle import PaddleRuntime
 
+pytestmark = pytest.mark.slow  # real conversions: make test, not make check
+
+
 LARGE = {"ViT_large_patch16_224", "ViT_large_patch16_384", "ViT_large_patch32_384"}
 SEED_MODELS = [c.name for c in list_models()]
 

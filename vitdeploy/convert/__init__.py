@@ -1,30 +1,33 @@
-"""``vitdeploy convert``: an export directory -> ONNX / OpenVINO IR artifact directory.
+"""``vitdeploy convert``: an export directory -> ONNX / OpenVINO IR / Paddle Lite artifact.
 
-Adding a target is one module with ``convert(source, out_dir, **options) -> dict`` and one line
-in ``TARGETS``.
+Adding a target is one module with a typed ``Options`` dataclass, ``convert(source, out_dir,
+options) -> dict`` (and optionally ``manifest_section(details)``) and one line in ``TARGETS``.
 """
 
 from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from types import ModuleType
 
 from .. import __version__
 from ..artifacts import atomic_output_dir, check_output_dir, sha256, write_manifest
-from ..errors import VitdeployError
+from ..errors import OptionError
 from ..lite import convert as lite_target
+from ..precision import artifact_precision
 from . import onnx as onnx_target
 from . import openvino as openvino_target
+from .options import TargetOptions, build_options
 from .source import Source, resolve_source
 
-TARGETS: dict[str, Callable[..., dict]] = {
-    "onnx": onnx_target.convert,
-    "openvino": openvino_target.convert,
-    "lite": lite_target.convert,
+TARGETS: dict[str, ModuleType] = {
+    "onnx": onnx_target,
+    "openvino": openvino_target,
+    "lite": lite_target,
 }
 _TOOLS = ("paddlepaddle", "paddle2onnx", "onnx", "onnxslim", "onnxruntime", "openvino")
 
@@ -37,6 +40,7 @@ class ConvertResult:
     seconds: float
     details: dict
     files: dict[str, str] = field(default_factory=dict)
+    precision: str = "fp32"  # what the written model stores, read from its graph
 
 
 def tool_versions() -> dict[str, str]:
@@ -68,23 +72,32 @@ def _num_classes(out: Path, source: Source) -> int:
         return int(rt.predict(np.zeros((1, 3, size, size), np.float32)).shape[1])
 
 
-def convert(src: str | Path, to: str, out: str | Path, *, opset: int | None = None,
-            precision: str = "fp32", model: str | None = None, labels: str | Path | None = None,
-            force: bool = False, progress: Callable[[str], None] | None = None,
-            **target_options: object) -> ConvertResult:
-    """``target_options`` go to the target (Lite: arch, quantize, fp16, weights)."""
-    say = progress or (lambda _msg: None)
+def make_options(to: str, given: TargetOptions | Mapping[str, object] | None = None) -> TargetOptions:
+    """The typed options of target ``to``; an option it does not honour is an error."""
     if to not in TARGETS:
-        raise VitdeployError(f"unknown target {to!r}; available: {', '.join(TARGETS)}")
-    check_output_dir(out, force)
-    source = resolve_source(src, model, labels)
-    options = {"precision": precision, **{k: v for k, v in target_options.items() if v is not None}}
-    if opset is not None:
-        options["opset"] = opset
+        raise OptionError(f"unknown target {to!r}; available: {', '.join(TARGETS)}")
+    return build_options(to, TARGETS[to].Options, given)
+
+
+def convert(src: str | Path, to: str, out: str | Path,
+            options: TargetOptions | Mapping[str, object] | None = None, *,
+            model: str | None = None, labels: str | Path | None = None, force: bool = False,
+            verify: bool = True, progress: Callable[[str], None] | None = None,
+            **option_values: object) -> ConvertResult:
+    """``options`` (or keyword ``option_values``) are the target's typed options, e.g.
+    ``convert(src, "lite", out, arch="arm8")``; one that the target lacks is an error."""
+    say = progress or (lambda _msg: None)
+    if options is not None and option_values:
+        raise OptionError("pass target options either as an options object or as keywords, not both")
+    opts = make_options(to, options if options is not None else option_values)
+    weights = getattr(opts, "weights", None)
+    check_output_dir(out, force, inputs=(src, labels, weights))
+    source = resolve_source(src, model, labels, verify=verify)
+    target = TARGETS[to]
     start = time.perf_counter()
-    with atomic_output_dir(out, force=force) as tmp:
+    with atomic_output_dir(out, force=force, inputs=(src, labels, weights)) as tmp:
         say(f"converting {source.model_file.name} to {to}")
-        details = TARGETS[to](source, tmp, **options)
+        details = target.convert(source, tmp, opts)
         n = _num_classes(tmp, source)
         source.write_metadata(tmp, n)
         src_files = {p.name: sha256(p) for p in (source.model_file, source.params_file) if p.is_file()}
@@ -94,12 +107,12 @@ def convert(src: str | Path, to: str, out: str | Path, *, opset: int | None = No
             "num_classes": n,
             "softmax": bool(source.manifest.get("softmax", False)),
             "input": source.manifest.get("input") or {"name": "x", "dtype": "float32"},
+            "options": opts.to_dict(),
+            "precision": artifact_precision(tmp / details["model_file"]),
             "conversion": details,
-            **({"lite": {"arch": details["arch"], "x86_twin": details.get("x86_twin"),
-                         "x86_twin_weights": details.get("x86_twin_weights")}}
-               if to == "lite" else {}),
+            **(target.manifest_section(details) if hasattr(target, "manifest_section") else {}),
             "source": {"dir": str(Path(src)), "kind": source.kind, "files": src_files},
             "versions": tool_versions(),
         })
     return ConvertResult(str(Path(out)), to, source.model_name, time.perf_counter() - start,
-                         details, manifest["files"])
+                         details, manifest["files"], manifest["precision"])

@@ -8,20 +8,38 @@ import re
 import subprocess
 import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ArtifactError, ExportError
+from ..errors import ArtifactError, ExportError, OptionError
 from ..quiet import quiet_stdout
+from .options import TargetOptions, choice
 from .source import Source
 
 DEFAULT_OPSET = 17  # LayerNormalization is one op from opset 17 on
-MIN_OPSET = 11
+MIN_OPSET, MAX_OPSET = 11, 21
 OUTPUT_NAMES = {False: "logits", True: "probs"}
 
 
-def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET) -> dict:
-    if not MIN_OPSET <= opset <= 21:
-        raise ExportError(f"--opset {opset} is out of range; use {MIN_OPSET}..21 (default {DEFAULT_OPSET})")
+@dataclass(frozen=True)
+class Options(TargetOptions):
+    opset: int = DEFAULT_OPSET
+    precision: str = "fp32"  # fp16: fp16 weights and compute, fp32 input/output
+
+    def validate(self, target: str) -> None:
+        check_opset(self.opset)
+        choice(target, "precision", self.precision, ("fp32", "fp16"))
+
+
+def check_opset(opset: int) -> None:
+    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise OptionError(f"--opset {opset} is out of range; use {MIN_OPSET}..{MAX_OPSET} "
+                          f"(default {DEFAULT_OPSET})")
+
+
+def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET,
+                   precision: str = "fp32") -> dict:
+    check_opset(opset)
     _preflight(source)
     with tempfile.TemporaryDirectory() as tmp:
         raw = Path(tmp) / "raw.onnx"
@@ -33,7 +51,7 @@ def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET) -> di
             hint = ("; re-export it from the checkpoint with 'vitdeploy export'"
                     if source.model_file.suffix == ".pdmodel" else "")
             raise ExportError(f"paddle2onnx failed on {source.model_file}: {_reason(proc)}{hint}")
-        return finalize_onnx(raw, dest, softmax=_is_softmax(source))
+        return finalize_onnx(raw, dest, softmax=_is_softmax(source), precision=precision)
 
 
 def _reason(proc: subprocess.CompletedProcess) -> str:
@@ -65,7 +83,8 @@ def _is_softmax(source: Source) -> bool:
 
 
 def finalize_onnx(raw: Path, dest: Path, softmax: bool = False, precision: str = "fp32") -> dict:
-    """Clean the graph (onnxslim), name the I/O (x -> logits/probs, symbolic 'batch'), check it."""
+    """Clean the graph (onnxslim), name the I/O (x -> logits/probs, symbolic 'batch'), check it;
+    ``precision="fp16"`` stores weights and computes in half, with float32 input and output."""
     import onnx
 
     model = onnx.load(str(raw))
@@ -76,6 +95,8 @@ def finalize_onnx(raw: Path, dest: Path, softmax: bool = False, precision: str =
             model = onnxslim.slim(model)
     except ImportError:
         pass
+    if precision == "fp16":
+        model = _to_fp16(model)
     graph = model.graph
     if len(graph.input) != 1 or len(graph.output) != 1:
         raise ArtifactError(f"expected one input and one output, found {len(graph.input)} and "
@@ -89,8 +110,7 @@ def finalize_onnx(raw: Path, dest: Path, softmax: bool = False, precision: str =
         dim.ClearField("dim_value")
         dim.dim_param = "batch"
     del model.metadata_props[:]
-    for key, value in (("vitdeploy_precision", precision), ("producer", "vitdeploy")):
-        model.metadata_props.add(key=key, value=value)
+    model.metadata_props.add(key="producer", value="vitdeploy")
     onnx.checker.check_model(model)
     onnx.save(model, str(dest))
     if os.path.getsize(dest) == 0:
@@ -99,7 +119,42 @@ def finalize_onnx(raw: Path, dest: Path, softmax: bool = False, precision: str =
             "opset": max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))}
 
 
-def convert(source: Source, out: Path, opset: int = DEFAULT_OPSET, **_: object) -> dict:
+def _to_fp16(model):
+    """fp16 initializers and arithmetic, float32 I/O (Casts at the edges). ONNX Runtime's own
+    converter keeps ops without fp16 kernels in float32 (its default block list)."""
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    try:
+        model = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+    except Exception as e:  # noqa: BLE001  (a converter bug must be one line)
+        raise ExportError(f"fp16 conversion failed: {type(e).__name__}: {e}") from None
+    _toposort(model.graph)  # the converter appends its input Casts at the end of the node list
+    return model
+
+
+def _toposort(graph) -> None:
+    """Order nodes so each comes after the producers of its inputs (the ONNX checker's rule)."""
+    ready = {i.name for i in graph.input} | {t.name for t in graph.initializer} | {""}
+    pending, ordered = list(graph.node), []
+    while pending:
+        rest = [n for n in pending if not set(n.input) <= ready]
+        done = [n for n in pending if set(n.input) <= ready]
+        if not done:
+            raise ExportError(f"ONNX graph has a cycle or an unproduced input near node "
+                              f"{rest[0].name or rest[0].op_type}")
+        for n in done:
+            ordered.append(n)
+            ready.update(n.output)
+        pending = rest
+    nodes = [type(n)() for n in ordered]
+    for dst, src in zip(nodes, ordered):
+        dst.CopyFrom(src)
+    del graph.node[:]
+    graph.node.extend(nodes)
+
+
+def convert(source: Source, out: Path, options: Options) -> dict:
     if source.kind != "paddle":
         raise ArtifactError(f"{source.directory} is already ONNX; convert from the Paddle export")
-    return {"model_file": "model.onnx", **paddle_to_onnx(source, out / "model.onnx", opset)}
+    info = paddle_to_onnx(source, out / "model.onnx", options.opset, options.precision)
+    return {"model_file": "model.onnx", "precision": options.precision, **info}

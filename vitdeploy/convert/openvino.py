@@ -4,32 +4,41 @@ Paddle source goes through ONNX first (in a temp dir)."""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ExportError, first_line
 from ..quiet import quiet_stdout
-from .onnx import DEFAULT_OPSET, paddle_to_onnx
+from .onnx import DEFAULT_OPSET, check_opset, paddle_to_onnx
+from .options import TargetOptions, choice
 from .source import Source
 
-PRECISIONS = ("fp32", "fp16")
+
+@dataclass(frozen=True)
+class Options(TargetOptions):
+    opset: int = DEFAULT_OPSET  # of the intermediate ONNX
+    precision: str = "fp32"  # fp16: weights compressed to half; compute is the runtime's choice
+
+    def validate(self, target: str) -> None:
+        check_opset(self.opset)
+        choice(target, "precision", self.precision, ("fp32", "fp16"))
 
 
-def convert(source: Source, out: Path, opset: int = DEFAULT_OPSET, precision: str = "fp32",
-            **_: object) -> dict:
+def convert(source: Source, out: Path, options: Options) -> dict:
     import openvino as ov
 
-    if precision not in PRECISIONS:
-        raise ExportError(f"--precision {precision!r} is not supported for OpenVINO IR; use fp32 or fp16")
     with tempfile.TemporaryDirectory() as tmp:
         if source.kind == "paddle":
             onnx_file = Path(tmp) / "model.onnx"
-            paddle_to_onnx(source, onnx_file, opset)
+            paddle_to_onnx(source, onnx_file, options.opset)
         else:
             onnx_file = source.model_file
         try:
             with quiet_stdout():
                 model = ov.convert_model(str(onnx_file))
-                ov.save_model(model, str(out / "model.xml"), compress_to_fp16=precision == "fp16")
+                ov.save_model(model, str(out / "model.xml"),
+                              compress_to_fp16=options.precision == "fp16")
         except Exception as e:
             raise ExportError(f"OpenVINO conversion failed: {first_line(e)}") from None
-    return {"model_file": "model.xml", "weights": precision, "via": "onnx", "opset": opset}
+    return {"model_file": "model.xml", "weights": options.precision, "via": "onnx",
+            "opset": options.opset}

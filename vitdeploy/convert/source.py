@@ -12,6 +12,7 @@ from ..artifacts import (
     inference_yml,
     read_artifact_info,
     read_labels,
+    verify_artifact,
     write_inference_yml,
     write_labels,
 )
@@ -55,10 +56,12 @@ class Source:
 
 
 def resolve_source(src: str | Path, model: str | None = None,
-                   labels: str | Path | None = None) -> Source:
+                   labels: str | Path | None = None, verify: bool = True) -> Source:
     d = Path(src)
     if not d.is_dir():
         raise ArtifactError(f"source directory not found: {d}")
+    if verify:
+        verify_artifact(d)
     program = PaddleRuntime.find_model(d)
     onnx_file = find_onnx(d)
     if program is not None:

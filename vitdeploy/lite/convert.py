@@ -8,11 +8,13 @@ this machine; ``vitdeploy inspect`` proves the ARM file is fully placed.
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..artifacts import sha256
+from ..convert.options import TargetOptions, choice
 from ..convert.source import Source
-from ..errors import ArtifactError, CheckpointError, ExportError
+from ..errors import ArtifactError, CheckpointError, ExportError, OptionError
 from ..runtimes.lite import TWIN
 from . import env as lite_env
 from .naive_buffer import read_nb
@@ -25,10 +27,12 @@ def _weights(source: Source, weights: str | Path | None) -> Path:
     recorded = source.manifest.get("source", {})
     path = Path(weights) if weights else (Path(recorded["path"]) if recorded.get("path") else None)
     if path is None or not path.is_file():
-        hint = f" (the export recorded {recorded['path']}, which is gone)" if recorded.get("path") else ""
+        hint = (f"the export recorded {recorded['path']}, which is gone" if recorded.get("path")
+                else f"the .pdparams {source.directory} was exported from")
         raise CheckpointError(
-            f"Lite conversion re-exports from the checkpoint with Paddle 2.6; pass --weights "
-            f"CKPT{hint}"
+            f"Paddle Lite's opt reads only legacy .pdmodel programs, which Paddle 3 cannot write, "
+            f"so vitdeploy re-exports {source.model_name or 'the model'} from its checkpoint under "
+            f"Paddle 2.6: pass --weights CKPT ({hint})"
         )
     if recorded.get("sha256") and sha256(path) != recorded["sha256"]:
         raise CheckpointError(f"{path} is not the checkpoint {source.directory} was exported from "
@@ -59,25 +63,54 @@ def _build_twin(legacy: str, out: Path, arch: str, quantize: str | None) -> str:
     return weights
 
 
-def convert(source: Source, out: Path, arch: str = "arm8", quantize: str | None = None,
-            fp16: bool = False, weights: str | Path | None = None, **_: object) -> dict:
-    if arch not in ARCHES:
-        raise ExportError(f"unknown --arch {arch!r}; available: {', '.join(ARCHES)}")
-    if quantize not in (None, *QUANTIZE):
-        raise ExportError(f"unknown --quantize {quantize!r}; Lite offers weight-only int8 or int16")
-    if fp16 and arch not in ("arm8",):
-        raise ExportError("--fp16 targets ARMv8.2 fp16 kernels: use it with --arch arm8")
-    if quantize and arch == "x86":
-        raise ExportError("Paddle Lite 2.13's x86 kernels return NaN on weight-quantized models; "
-                          "use --quantize with --arch arm8, armv7 or opencl")
+@dataclass(frozen=True)
+class Options(TargetOptions):
+    arch: str = "arm8"
+    quantize: str | None = None  # weight-only int8 / int16
+    fp16: bool = False  # ARMv8.2 fp16 kernels (arm8)
+    weights: Path | None = None  # the checkpoint, when the export's recorded one moved
+
+    def __post_init__(self) -> None:
+        if self.weights is not None:
+            object.__setattr__(self, "weights", Path(self.weights))
+
+    def validate(self, target: str) -> None:
+        choice(target, "arch", self.arch, tuple(ARCHES))
+        if self.quantize is not None:
+            choice(target, "quantize", self.quantize, QUANTIZE)
+        if self.fp16 and self.arch != "arm8":
+            raise OptionError("--fp16 targets ARMv8.2 fp16 kernels: use it with --arch arm8")
+        if self.quantize and self.arch == "x86":
+            raise OptionError("Paddle Lite 2.13's x86 kernels return NaN on weight-quantized "
+                              "models; use --quantize with --arch arm8, armv7 or opencl")
+
+
+def manifest_section(details: dict) -> dict:
+    """What the Lite runtime reads back from an artifact's manifest."""
+    return {"lite": {"arch": details["arch"], "x86_twin": details.get("x86_twin"),
+                     "x86_twin_weights": details.get("x86_twin_weights")}}
+
+
+def convert(source: Source, out: Path, options: Options) -> dict:
+    arch, quantize, fp16, weights = options.arch, options.quantize, options.fp16, options.weights
     if not source.model_name:
         raise ArtifactError(f"{source.directory}: unknown architecture; pass --model NAME")
-    ckpt = _weights(source, weights)
+    # A legacy (Paddle 2.x) program is what opt reads: use it as it is, unless a checkpoint is
+    # named or recorded (then the re-export with our deployment folding is preferred).
+    direct = (source.model_file.suffix == ".pdmodel" and weights is None
+              and not source.manifest.get("source", {}).get("path"))
+    ckpt = None if direct else _weights(source, weights)
     lite_env.require()
     with tempfile.TemporaryDirectory(prefix="vitdeploy-legacy-") as tmp:
-        exported = lite_env.run_worker("export", {
-            "model": source.model_name, "weights": str(ckpt), "out": tmp,
-            "num_classes": source.manifest.get("num_classes")})
+        if direct:
+            exported = lite_env.run_worker("legacy", {"src": str(source.model_file), "out": tmp})
+        else:
+            # the re-export must match the source export's program, softmax included (a bare
+            # PaddleClas directory has no manifest: logits, as its inference.yml says)
+            exported = lite_env.run_worker("export", {
+                "model": source.model_name, "weights": str(ckpt), "out": tmp,
+                "num_classes": source.manifest.get("num_classes"),
+                "softmax": bool(source.manifest.get("softmax"))})
         pre = lite_env.run_worker("preflight", {"model_dir": tmp, "valid_places": ARCHES[arch]})
         if pre["unsupported"]:
             raise ExportError(f"Paddle Lite has no {arch} kernel for: {', '.join(pre['unsupported'])}; "
@@ -100,7 +133,8 @@ def convert(source: Source, out: Path, arch: str = "arm8", quantize: str | None 
                "quantize": quantize, "fp16": fp16, "opt_version": nb.opt_version,
                "passes": exported["passes"], "legacy_ops": exported["ops"],
                "weights_precision": nb.weight_precision(), "needs_extra": nb.needs_extra(),
-               "paddle_legacy": exported["paddle"]}
+               "paddle_legacy": exported["paddle"],
+               "from": "legacy program as given" if direct else "checkpoint re-exported"}
     if twin:
         details["x86_twin"] = TWIN
         details["x86_twin_weights"] = twin

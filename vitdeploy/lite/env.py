@@ -158,6 +158,8 @@ def worker_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONHOME",)}
     env["PYTHONPATH"] = str(package_root())
     env["GLOG_minloglevel"] = "3"
+    # keeps export/opt single-threaded; no cap on inference: 'serve' sets MKL's (and OpenMP's)
+    # thread count per request, which overrides this (see worker._apply_x86_threads)
     env.setdefault("OMP_NUM_THREADS", "1")
     return env
 

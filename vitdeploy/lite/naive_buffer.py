@@ -9,7 +9,9 @@ framework.fbs), then the parameters. Each op carries ``__@kernel_type_attr@__`` 
 from __future__ import annotations
 
 import collections
+import itertools
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,67 +30,107 @@ TARGET_PLACES = {"arm8": {"kARM", "kHost"}, "armv7": {"kARM", "kHost"}, "x86": {
                  "opencl": {"kOpenCL", "kARM", "kHost"}}
 
 
+class _Bad(Exception):
+    """A structural violation; read_nb makes it its one-line ArtifactError."""
+
+
+class _Buf:
+    """The topology bytes, with bounds checks and a work budget shared by every table read from them."""
+
+    def __init__(self, data: bytes) -> None:
+        # The budget counts the bytes each visit covers (a table's soffset, a vector's length word
+        # and entries, a string's length word and bytes). opt writes a tree, each object referenced
+        # once, so a real file covers each byte at most once (~0.3x in practice); 2x leaves room for
+        # shared strings. Entries all pointing at one big table run it out instead of multiplying
+        # the work and the memory of the result.
+        self.data, self.budget = data, 2 * len(data) + 4096
+
+    def charge(self, n: int) -> None:
+        self.budget -= n
+        if self.budget < 0:
+            raise _Bad("offsets repeat more than the file can hold")
+
+    def check(self, pos: int, size: int, align: int, what: str) -> int:
+        if pos < 0 or pos + size > len(self.data):  # unpack_from reads a negative pos from the end
+            raise _Bad(f"{what} offset out of bounds")
+        if pos % align:  # FlatBuffers aligns every object to its size; a crafted file need not
+            raise _Bad(f"{what} offset misaligned")
+        return pos
+
+    def unpack(self, fmt: str, pos: int, what: str):
+        size = struct.calcsize("<" + fmt)
+        return struct.unpack_from("<" + fmt, self.data, self.check(pos, size, size, what))[0]
+
+    def indirect(self, at: int) -> int:
+        return at + self.unpack("I", at, "field")
+
+    def vector(self, at: int, elem: int, what: str) -> tuple[int, int]:
+        start = self.check(self.indirect(at), 4, 4, what)
+        n = self.unpack("I", start, what)
+        if start + 4 + n * elem > len(self.data):
+            raise _Bad(f"{what} length out of bounds")
+        self.charge(4)
+        return start + 4, n
+
+    def string(self, at: int) -> str:
+        start, n = self.vector(at, 1, "string")
+        self.charge(n)
+        return self.data[start:start + n].decode("utf-8", "replace")
+
+
 class _Table:
     """Minimal FlatBuffers table reader (little-endian, offsets per the FlatBuffers spec)."""
 
-    def __init__(self, buf: bytes, pos: int) -> None:
-        self.buf, self.pos = buf, pos
-        vtable = pos - struct.unpack_from("<i", buf, pos)[0]
-        self.vt, self.vt_len = vtable, struct.unpack_from("<H", buf, vtable)[0]
+    def __init__(self, buf: _Buf, pos: int) -> None:
+        buf.charge(4)
+        self.buf, self.pos = buf, buf.check(pos, 4, 4, "table")
+        self.vt = buf.check(pos - buf.unpack("i", pos, "table"), 4, 2, "vtable")
+        self.vt_len, self.size = struct.unpack_from("<HH", buf.data, self.vt)
+        if self.vt_len < 4 or self.vt_len % 2 or self.size < 4:
+            raise _Bad("bad vtable")
+        buf.check(self.vt, self.vt_len, 2, "vtable")
+        buf.check(pos, self.size, 4, "table")
 
-    def _field(self, index: int) -> int | None:
+    def _field(self, index: int, size: int) -> int | None:
         slot = 4 + 2 * index
-        if slot >= self.vt_len:
+        off = self.buf.unpack("H", self.vt + slot, "vtable") if slot < self.vt_len else 0
+        if not off:
             return None
-        off = struct.unpack_from("<H", self.buf, self.vt + slot)[0]
-        return self.pos + off if off else None
+        if off < 4 or off + size > self.size:  # a field lies inside its table, after the soffset
+            raise _Bad("field outside its table")
+        return self.pos + off
 
     def scalar(self, index: int, fmt: str, default=0):
-        at = self._field(index)
-        return struct.unpack_from("<" + fmt, self.buf, at)[0] if at is not None else default
-
-    def _indirect(self, at: int) -> int:
-        return at + struct.unpack_from("<I", self.buf, at)[0]
+        at = self._field(index, struct.calcsize("<" + fmt))
+        return self.buf.unpack(fmt, at, "field") if at is not None else default
 
     def string(self, index: int) -> str | None:
-        at = self._field(index)
-        if at is None:
-            return None
-        start = self._indirect(at)
-        n = struct.unpack_from("<I", self.buf, start)[0]
-        return self.buf[start + 4:start + 4 + n].decode("utf-8", "replace")
+        at = self._field(index, 4)
+        return self.buf.string(at) if at is not None else None
 
     def table(self, index: int) -> _Table | None:
-        at = self._field(index)
-        return _Table(self.buf, self._indirect(at)) if at is not None else None
-
-    def _vector(self, index: int) -> tuple[int, int] | None:
-        at = self._field(index)
-        if at is None:
-            return None
-        start = self._indirect(at)
-        return start + 4, struct.unpack_from("<I", self.buf, start)[0]
+        at = self._field(index, 4)
+        return _Table(self.buf, self.buf.indirect(at)) if at is not None else None
 
     def floats(self, index: int) -> list[float]:
-        vec = self._vector(index)
-        return list(struct.unpack_from(f"<{vec[1]}f", self.buf, vec[0])) if vec else []
+        at = self._field(index, 4)
+        start, n = self.buf.vector(at, 4, "vector") if at is not None else (0, 0)
+        self.buf.charge(4 * n)
+        return list(struct.unpack_from(f"<{n}f", self.buf.data, start))
 
-    def strings(self, index: int) -> list[str]:
-        vec = self._vector(index)
-        out = []
-        for i in range(vec[1] if vec else 0):
-            at = self._indirect(vec[0] + 4 * i)
-            n = struct.unpack_from("<I", self.buf, at)[0]
-            out.append(self.buf[at + 4:at + 4 + n].decode("utf-8", "replace"))
-        return out
+    def _entries(self, index: int) -> Iterator[int]:
+        """A vector's uoffset slots, lazily, so only the entries a caller visits are charged."""
+        at = self._field(index, 4)
+        start, n = self.buf.vector(at, 4, "vector") if at is not None else (0, 0)
+        for i in range(n):
+            self.buf.charge(4)
+            yield start + 4 * i
 
-    def tables(self, index: int) -> list[_Table]:
-        at = self._field(index)
-        if at is None:
-            return []
-        start = self._indirect(at)
-        n = struct.unpack_from("<I", self.buf, start)[0]
-        return [_Table(self.buf, self._indirect(start + 4 + 4 * i)) for i in range(n)]
+    def strings(self, index: int) -> Iterator[str]:
+        return (self.buf.string(at) for at in self._entries(index))
+
+    def tables(self, index: int) -> Iterator[_Table]:
+        return (_Table(self.buf, self.buf.indirect(at)) for at in self._entries(index))
 
 
 @dataclass
@@ -123,6 +165,11 @@ class NbInfo:
     def needs_extra(self) -> list[str]:
         return sorted({o.type for o in self.ops} & EXTRA_OPS)
 
+    def compute_precision(self) -> str:
+        """What the kernels opt placed compute in (weight-only int8/int16 dequantize to fp32)."""
+        kinds = {o.precision for o in self.ops}
+        return "int8" if "kInt8" in kinds else "fp16" if "kFP16" in kinds else "fp32"
+
     def weight_precision(self) -> str:
         if self.quant_bits:  # weight-only: stored as intN, dequantized when the model loads
             return f"int{max(self.quant_bits)}"
@@ -150,12 +197,11 @@ def read_nb(path: str | Path) -> NbInfo:
     if meta not in (1, 2) or not opt_version.startswith("v") or size <= 0 \
             or HEADER.size + size > len(data):
         raise bad
-    topo = data[HEADER.size:HEADER.size + size]
+    topo = _Buf(data[HEADER.size:HEADER.size + size])
     try:
-        program = _Table(topo, struct.unpack_from("<I", topo, 0)[0])
-        blocks = program.tables(0)
+        program = _Table(topo, topo.indirect(0))
         ops, weights, bits, scales = [], collections.Counter(), set(), {}
-        for block in blocks[:1]:
+        for block in itertools.islice(program.tables(0), 1):
             for var in block.tables(2):
                 if var.scalar(2, "?", False):  # persistable
                     vtype = var.table(1)
@@ -181,6 +227,8 @@ def read_nb(path: str | Path) -> NbInfo:
                 precision = parts[3] if len(parts) > 3 else "unknown"
                 layout = parts[4] if len(parts) > 4 else "unknown"
                 ops.append(NbOp(op.string(0) or "?", _place(target), _prec(precision), _lay(layout)))
+    except _Bad as e:
+        raise ArtifactError(f"{bad}: {e}") from None
     except (struct.error, IndexError, AttributeError, UnicodeDecodeError):
         raise bad from None
     if not ops:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import ctypes
+import functools
 import json
 import os
 import sys
@@ -54,15 +56,15 @@ def export(args: dict) -> dict:
     from paddle.base.proto import framework_pb2
 
     from vitdeploy.lite.passes import run_passes
-    from vitdeploy.models.loader import fold_for_export, load_model
+    from vitdeploy.models.deploy import save_deployable
+    from vitdeploy.models.loader import load_model
 
     paddle.set_device("cpu")
     loaded = load_model(args["model"], args["weights"], args.get("num_classes"))
-    fold_for_export(loaded.model)
-    size = loaded.config.input_size
-    spec = [paddle.static.InputSpec([None, 3, size, size], "float32", "x")]
     prefix = os.path.join(args["out"], "inference")
-    paddle.jit.save(paddle.jit.to_static(loaded.model, input_spec=spec), prefix)
+    # the same builder as 'vitdeploy export', so --softmax (and folding) survive into the .nb
+    softmax = bool(args.get("softmax"))
+    save_deployable(loaded.model, prefix, loaded.config.input_size, softmax=softmax)
     prog = framework_pb2.ProgramDesc()
     with open(prefix + ".pdmodel", "rb") as f:
         prog.ParseFromString(f.read())
@@ -70,7 +72,7 @@ def export(args: dict) -> dict:
     with open(prefix + ".pdmodel", "wb") as f:
         f.write(prog.SerializeToString())
     return {"passes": passes, "ops": _program_ops(prefix + ".pdmodel"),
-            "num_classes": loaded.num_classes, "paddle": paddle.__version__}
+            "num_classes": loaded.num_classes, "softmax": softmax, "paddle": paddle.__version__}
 
 
 def _parse_support(report: str) -> dict:
@@ -175,43 +177,102 @@ def fake_quant(args: dict) -> dict:
     return {"weights": len(args["scales"]), "max_rel_change": worst}
 
 
+@functools.lru_cache(maxsize=1)
+def _x86_math_libs() -> tuple:
+    """(libmklml, libiomp5) bundled with paddlelite, or Nones (an ARM build ships neither)."""
+    import paddlelite
+
+    libs = os.path.join(os.path.dirname(paddlelite.__file__), "libs")
+    found = []
+    for name in ("libmklml_intel.so", "libiomp5.so"):
+        path = os.path.join(libs, name)
+        found.append(ctypes.CDLL(path) if os.path.isfile(path) else None)  # the copy Lite loads
+    return tuple(found)
+
+
+def _apply_x86_threads(n: int) -> int | None:
+    """Set Lite x86's math threads; returns the count MKL reports back (None: no MKL here).
+
+    The x86 binding has no MobileConfig.set_threads (ARM-only) nor set_x86_math_num_threads,
+    and creating any predictor resets MKL to 1 thread, process-wide: so it is set right before
+    every run, in the bundled MKL (its GEMMs are where threads pay off) and OpenMP runtime.
+    This overrides the OMP_NUM_THREADS=1 that worker_env() sets."""
+    mkl, omp = _x86_math_libs()
+    if omp is not None:
+        omp.omp_set_num_threads(n)
+    if mkl is None:
+        return None
+    mkl.MKL_Set_Num_Threads(n)
+    return int(mkl.MKL_Get_Max_Threads())
+
+
 class _Session:
+    """One predictor per (nb, threads): a request with another thread count gets its own."""
+
     def __init__(self, nb: str, threads: int) -> None:
         from paddlelite.lite import MobileConfig, create_paddle_predictor
 
         config = MobileConfig()
         config.set_model_from_file(nb)
+        self.configured: int | None = None
+        if hasattr(config, "set_threads"):  # ARM builds of the binding only
+            config.set_threads(threads)
+            self.configured = config.threads()
         self.predictor = create_paddle_predictor(config)
         self.threads = threads
 
-    def run(self, x):
+    def run(self, x) -> tuple:
+        """(output, the thread count actually configured, as Lite/MKL report it)."""
+        applied = _apply_x86_threads(self.threads)
         self.predictor.get_input(0).from_numpy(x)
         self.predictor.run()
-        return self.predictor.get_output(0).numpy()
+        return self.predictor.get_output(0).numpy(), applied if applied is not None else self.configured
 
 
 def serve(_args: dict) -> None:
-    """Persistent mode for the Lite runtime: {"nb", "input", "output"} per line."""
+    """Persistent mode for the Lite runtime: {"nb", "input", "output", "threads"} per line;
+    answers {"ok": true, "threads": N}, N being the thread count really in effect."""
     import numpy as np
 
-    sessions: dict[str, _Session] = {}
+    sessions: dict[tuple[str, int], _Session] = {}
     _reply({"ready": True})
     for line in sys.stdin:
         try:
             req = json.loads(line)
             if req.get("cmd") == "quit":
                 break
-            nb = req["nb"]
-            if nb not in sessions:
-                sessions[nb] = _Session(nb, int(req.get("threads", 1)))
-            x = np.load(req["input"])
-            np.save(req["output"], np.ascontiguousarray(sessions[nb].run(x), dtype=np.float32))
-            _reply({"ok": True})
+            key = (req["nb"], max(1, int(req.get("threads") or 1)))
+            if key not in sessions:
+                sessions[key] = _Session(*key)
+            y, threads = sessions[key].run(np.load(req["input"]))
+            np.save(req["output"], np.ascontiguousarray(y, dtype=np.float32))
+            _reply({"ok": True, "threads": threads})
         except Exception as e:  # one bad request must not kill the session
             _reply({"error": f"{type(e).__name__}: {e}"})
 
 
-COMMANDS = {"export": export, "preflight": preflight, "optimize": optimize,
+def legacy(args: dict) -> dict:
+    """A legacy inference.pdmodel/.pdiparams given as is (PaddleClas on Paddle 2.x): copied and
+    passed through the compatibility passes, no checkpoint needed."""
+    import shutil
+
+    import paddle
+    from paddle.base.proto import framework_pb2
+
+    from vitdeploy.lite.passes import run_passes
+
+    prog = framework_pb2.ProgramDesc()
+    with open(args["src"], "rb") as f:
+        prog.ParseFromString(f.read())
+    passes = run_passes(prog)
+    prefix = os.path.join(args["out"], "inference")
+    with open(prefix + ".pdmodel", "wb") as f:
+        f.write(prog.SerializeToString())
+    shutil.copyfile(os.path.splitext(args["src"])[0] + ".pdiparams", prefix + ".pdiparams")
+    return {"passes": passes, "ops": _program_ops(prefix + ".pdmodel"), "paddle": paddle.__version__}
+
+
+COMMANDS = {"export": export, "legacy": legacy, "preflight": preflight, "optimize": optimize,
             "fake_quant": fake_quant, "serve": serve}
 
 

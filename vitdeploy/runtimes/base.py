@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -33,7 +34,7 @@ class Runtime(ABC):
 
     name: str = ""
     formats: str = ""  # the model files it reads, for error messages
-    precision: str = "fp32"  # what the runtime really computes in (set by load)
+    compute_precision: str = "fp32"  # what the runtime really computed in (set by load)
     precision_choices: tuple[str, ...] = ()  # compute precisions a caller may ask for
     detail: str = ""  # e.g. which device variant really ran (Lite: the x86 twin)
 
@@ -49,6 +50,14 @@ class Runtime(ABC):
                 f"runtime {self.name!r} cannot be asked for precision {precision!r} (choices: {choices})"
             )
         self.requested_precision = precision
+        self.notes: list[str] = []  # e.g. "this CPU has no bf16; computed in fp32"
+
+    @functools.cached_property
+    def artifact_precision(self) -> str:
+        """What the model file stores, read from its graph (see precision.py)."""
+        from ..precision import artifact_precision
+
+        return artifact_precision(self.model_path)
 
     @classmethod
     @abstractmethod

@@ -57,14 +57,15 @@ class LiteRuntime(Runtime):
         if nb.unplaced("x86"):
             raise ArtifactError(f"{self.model_path} is not an x86 .nb, and only x86 runs here")
         info = _lite_manifest(self.model_path.parent)
-        self.precision = nb.weight_precision() if nb.weight_precision() != "unknown" else "fp32"
+        # Lite dequantizes weight-only int8/int16 when the model loads: x86 kernels compute in
+        # fp32 (the artifact precision, from the ARM model.nb, says what is stored)
+        self.compute_precision = "fp16" if any(op.precision == "kFP16" for op in nb.ops) else "fp32"
         self.detail = "x86"
         if info.get("arch", "x86") != "x86":
             self.detail = f"x86 twin of {info['arch']}"
             twin_weights = info.get("x86_twin_weights") or "fp32"
-            if twin_weights != "fp32":  # quantized ARM build: judged as its weights' precision
+            if twin_weights != "fp32":  # quantized ARM build: the twin rounds weights like it
                 self.detail += f", {twin_weights}"
-                self.precision = twin_weights.split()[0]
         self._tmp = Path(tempfile.mkdtemp(prefix="vitdeploy-lite-"))
         self._proc = subprocess.Popen(lite_env.worker_command("serve"), stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
@@ -72,6 +73,7 @@ class LiteRuntime(Runtime):
         if not self._read().get("ready"):
             raise ArtifactError("the Lite worker did not start")
         self._calls = 0
+        self.applied_threads: int | None = None
 
     def _read(self) -> dict:
         for line in self._proc.stdout:
@@ -89,6 +91,7 @@ class LiteRuntime(Runtime):
         reply = self._read()
         if "error" in reply:
             raise ArtifactError(f"Paddle Lite failed on {self.model_path.name}: {reply['error']}")
+        self.applied_threads = reply.get("threads")  # what the worker really set (MKL reads back)
         result = np.load(out)
         inp.unlink(missing_ok=True)
         out.unlink(missing_ok=True)

@@ -44,7 +44,7 @@ class OnnxRuntime(Runtime):
         inp = self._session.get_inputs()[0]
         self._input = inp.name
         self.input_shape = list(inp.shape)
-        self.precision = _onnx_precision(self._session)
+        self.compute_precision = self.artifact_precision  # the session runs the graph's types
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         try:
@@ -57,9 +57,3 @@ class OnnxRuntime(Runtime):
 
     def close(self) -> None:
         self._session = None
-
-
-def _onnx_precision(session) -> str:
-    """int8 when the graph holds quantized ops, fp16 when its input or weights are half."""
-    meta = session.get_modelmeta().custom_metadata_map
-    return meta.get("vitdeploy_precision", "fp32")

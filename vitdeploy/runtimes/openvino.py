@@ -50,8 +50,12 @@ class OpenVinoRuntime(Runtime):
         self._request = self._compiled.create_infer_request()
         used = str(self._compiled.get_property("INFERENCE_PRECISION_HINT")).lower()
         found = re.search(r"(f32|float32|bf16|bfloat16|f16|float16)", used)
-        self.precision = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
-                          "f16": "fp16", "float16": "fp16"}.get(found.group(1) if found else "", used)
+        self.compute_precision = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
+                                  "f16": "fp16", "float16": "fp16"}.get(found.group(1) if found else "", used)
+        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+        note = fallback_note(want, self.compute_precision, caps)
+        if note:
+            self.notes.append(note)
         self.input_shape = [str(d) for d in self._compiled.input(0).get_partial_shape()]
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -67,3 +71,15 @@ class OpenVinoRuntime(Runtime):
     def close(self) -> None:
         self._request = None
         self._compiled = None
+
+
+_CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
+
+
+def fallback_note(requested: str, used: str, capabilities: list[str] | tuple[str, ...]) -> str | None:
+    """Say so when the CPU could not compute in the precision asked for (never a silent swap)."""
+    if requested == used:
+        return None
+    if _CAPABILITY.get(requested) and _CAPABILITY[requested] not in capabilities:
+        return f"this CPU has no {requested}; computed in {used}"
+    return f"asked for {requested}; OpenVINO computed in {used}"

@@ -41,6 +41,7 @@ class PaddleRuntime(Runtime):
             raise ArtifactError(
                 f"Paddle Inference cannot load {self.model_path}: {str(e).strip().splitlines()[-1]}"
             ) from None
+        self.compute_precision = self.artifact_precision  # Paddle runs the program's types
         self._seen_shapes: set[tuple[int, ...]] = set()
         self._input = self._predictor.get_input_handle(self._predictor.get_input_names()[0])
         self._output = self._predictor.get_output_handle(self._predictor.get_output_names()[0])

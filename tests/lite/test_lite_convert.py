@@ -13,6 +13,8 @@ from conftest import ROOT, assert_one_line_error, run_cli
 from vitdeploy.lite import env as lite_env
 from vitdeploy.models.loader import save_random_checkpoint
 
+pytestmark = pytest.mark.slow  # real conversions: make test, not make check
+
 
 def test_sample_arm8_artifact_and_parity(sample_export, sample_lite_arm8, sample):
     names = sorted(p.name for p in sample_lite_arm8.iterdir())
@@ -88,7 +90,7 @@ def test_parity_flags_non_finite_outputs():
 
 
 @pytest.mark.parametrize("args,needles", [
-    (("--arch", "mips"), ("unknown --arch 'mips'", "arm8")),
+    (("--arch", "mips"), ("--arch 'mips'", "arm8, armv7, x86, opencl")),
     (("--quantize", "int4"), ("int4",)),
     (("--arch", "x86", "--fp16"), ("--fp16",)),
 ])
@@ -100,21 +102,22 @@ def test_bad_lite_options(sample_export, tmp_path, args, needles):
 
 def test_lite_options_need_lite_target(sample_export, tmp_path):
     assert_one_line_error(run_cli("convert", sample_export, "--to", "onnx", "--arch", "arm8",
-                                  "--out", tmp_path / "o"), "--to lite only")
+                                  "--out", tmp_path / "o"), "--arch does not apply to --to onnx")
 
 
-def test_checkpoint_must_match_the_export(sample_export, tmp_path, sample):
-    moved = tmp_path / "exp"
-    shutil.copytree(sample_export, moved)
-    manifest = json.loads((moved / "manifest.json").read_text())
-    manifest["source"]["path"] = str(tmp_path / "gone.pdparams")
-    (moved / "manifest.json").write_text(json.dumps(manifest))
-    r = run_cli("convert", moved, "--to", "lite", "--out", tmp_path / "o")
-    assert_one_line_error(r, "--weights", "gone")
+def test_checkpoint_must_match_the_export(tmp_path, sample):
+    """The export records its checkpoint's path and sha256: a moved one needs --weights, and
+    --weights must be that same checkpoint."""
+    ckpt = tmp_path / "moved.pdparams"
+    shutil.copy(ROOT / sample["weights"], ckpt)
+    assert run_cli("export", sample["model"], "--weights", ckpt, "--out", tmp_path / "exp").code == 0
+    ckpt.unlink()
+    r = run_cli("convert", tmp_path / "exp", "--to", "lite", "--out", tmp_path / "o")
+    assert_one_line_error(r, "--weights", "which is gone")
     other = save_random_checkpoint(sample["model"], tmp_path / "other.pdparams", num_classes=10)
-    r = run_cli("convert", moved, "--to", "lite", "--weights", other, "--out", tmp_path / "o")
+    r = run_cli("convert", tmp_path / "exp", "--to", "lite", "--weights", other, "--out", tmp_path / "o")
     assert_one_line_error(r, "sha256 differs")
-    r = run_cli("convert", moved, "--to", "lite", "--weights", ROOT / sample["weights"],
+    r = run_cli("convert", tmp_path / "exp", "--to", "lite", "--weights", ROOT / sample["weights"],
                 "--out", tmp_path / "o")
     assert r.code == 0, r.stderr
 
@@ -182,8 +185,11 @@ def test_arm_artifact_without_twin_explains(sample_lite_arm8, tmp_path, sample):
     shutil.copytree(sample_lite_arm8, d)
     (d / "model.x86.nb").unlink()
     img = sorted((ROOT / sample["test_dir"] / "2").glob("*.png"))[0]
-    assert_one_line_error(run_cli("predict", d, img), "without the x86 twin", "vitdeploy inspect")
-    assert_one_line_error(run_cli("predict", d, img, "--runtime", "lite"), "without the x86 twin")
+    assert_one_line_error(run_cli("predict", d, img), "model.x86.nb (listed in manifest.json) is missing")
+    assert_one_line_error(run_cli("predict", d, img, "--no-verify"), "without the x86 twin",
+                          "vitdeploy inspect")
+    assert_one_line_error(run_cli("predict", d, img, "--runtime", "lite", "--no-verify"),
+                          "without the x86 twin")
 
 
 def _legacy_export(name: str, ckpt, dest):
@@ -212,9 +218,141 @@ def test_legacy_pdmodel_source_converts_to_onnx(tmp_path):
 
 
 def test_paddle2onnx_crash_is_one_line(sample, tmp_path):
-    """paddle2onnx 2.1 segfaults on Paddle-2.x DeiT programs: the CLI survives and says what to do."""
+    """paddle2onnx 2.1 segfaults on Paddle-2.x DeiT programs: the CLI survives and says what to
+    do. Should a later paddle2onnx convert it, the ONNX must then really match."""
     legacy = _legacy_export(sample["model"], ROOT / sample["weights"], tmp_path / "legacy")
     r = run_cli("convert", legacy, "--to", "onnx", "--model", sample["model"], "--out", tmp_path / "o")
-    if r.code != 0:  # fixed in a later paddle2onnx: then it must simply work
+    if r.code != 0:
         assert_one_line_error(r, "paddle2onnx failed", "vitdeploy export")
         assert not (tmp_path / "o").exists()
+        return
+    import numpy as np
+
+    from vitdeploy.runtimes.onnxruntime import OnnxRuntime
+    from vitdeploy.runtimes.paddle import PaddleRuntime
+
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype("float32")
+    with PaddleRuntime(legacy / "inference.pdmodel") as a, OnnxRuntime(tmp_path / "o" / "model.onnx") as b:
+        assert np.abs(a.predict(x) - b.predict(x)).max() < 1e-4
+
+
+def test_softmax_export_survives_lite(sample_lite_arm8, tmp_path, sample):
+    """--softmax is part of the program the Lite worker re-exports, not only of inference.yml."""
+    pd, lite = tmp_path / "pd", tmp_path / "lite"
+    r = run_cli("export", sample["model"], "--weights", ROOT / sample["weights"], "--labels",
+                ROOT / sample["labels"], "--out", pd, "--softmax")
+    assert r.code == 0, r.stderr
+    r = run_cli("convert", pd, "--to", "lite", "--arch", "arm8", "--out", lite)
+    assert r.code == 0, r.stderr
+    manifest = json.loads((lite / "manifest.json").read_text())
+    plain = json.loads((sample_lite_arm8 / "manifest.json").read_text())
+    assert manifest["softmax"] is True
+    assert (manifest["conversion"]["legacy_ops"]["softmax"]
+            == plain["conversion"]["legacy_ops"]["softmax"] + 1)
+    r = run_cli("parity", pd, lite, "--images", ROOT / sample["test_dir"], "--json")
+    assert r.code == 0, r.stdout + r.stderr
+    for row in json.loads(r.stdout)["results"]:
+        assert row["cosine_min"] >= 0.99999 and row["top1_agreement"] == 1.0, row
+        assert row["max_abs"] < 1e-5, row  # probabilities against probabilities
+    imgs = [sorted((ROOT / sample["test_dir"] / d).glob("*.png"))[0] for d in ("3", "5")]
+    want, got = (json.loads(run_cli("predict", a, *imgs, "--json").stdout) for a in (pd, lite))
+    for a, b in zip(want, got, strict=True):
+        assert a["top"][0]["label"] == b["top"][0]["label"]
+        assert abs(a["top"][0]["score"] - b["top"][0]["score"]) <= 1e-5, (a, b)
+
+
+def test_lite_reexport_softmax_follows_source_manifest(monkeypatch, tmp_path, sample):
+    """The worker's export is asked for softmax exactly when the source export recorded it; a
+    bare PaddleClas directory (no manifest) gives logits."""
+    from vitdeploy.convert.source import Source
+    from vitdeploy.lite import convert as lite_convert
+
+    sent = []
+
+    def fake_worker(command, payload, timeout=None):
+        sent.append((command, payload))
+        raise RuntimeError("stop after export")
+
+    monkeypatch.setattr(lite_env, "run_worker", fake_worker)
+    monkeypatch.setattr(lite_env, "require", lambda: None)
+    options = lite_convert.Options(weights=ROOT / sample["weights"])
+    for manifest in ({"softmax": True}, {"softmax": False}, {}):
+        src = Source(tmp_path, "paddle", tmp_path / "inference.pdmodel", manifest, sample["model"],
+                     None, None)
+        with pytest.raises(RuntimeError, match="stop after export"):
+            lite_convert.convert(src, tmp_path / "o", options)
+    assert [(c, p["softmax"]) for c, p in sent] == [("export", True), ("export", False),
+                                                    ("export", False)]
+
+
+def test_lite_worker_applies_threads(sample_lite_arm8, tmp_path):
+    """Lite's x86 binding has no MobileConfig.set_threads and each new predictor resets MKL to
+    one thread, so the worker sets the count before every run and replies with what MKL reads
+    back (MKL caps it at the physical cores); one worker serves each (nb, threads) pair, and
+    OMP_NUM_THREADS=1 in its environment does not cap it."""
+    import subprocess
+
+    import numpy as np
+
+    from vitdeploy.runtimes.base import physical_cores
+    from vitdeploy.runtimes.lite import LiteRuntime
+
+    if physical_cores() < 2:
+        pytest.skip("needs two cores to tell thread counts apart")
+    nb = sample_lite_arm8 / "model.x86.nb"
+    x = np.random.default_rng(0).standard_normal((2, 3, 32, 32)).astype("float32")
+    np.save(tmp_path / "x.npy", x)
+    proc = subprocess.Popen(lite_env.worker_command("serve"), stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True,
+                            env={**lite_env.worker_env(), "OMP_NUM_THREADS": "1"})
+
+    def answer() -> dict:
+        return next(json.loads(ln) for ln in proc.stdout if ln.startswith("{"))
+
+    def ask(req: dict) -> dict:
+        proc.stdin.write(json.dumps(req) + "\n")
+        proc.stdin.flush()
+        return answer()
+
+    try:
+        assert answer() == {"ready": True}
+        replies = [ask({"nb": str(nb), "input": str(tmp_path / "x.npy"),
+                        "output": str(tmp_path / f"y{i}.npy"), "threads": n})
+                   for i, n in enumerate((1, 2, 1))]
+    finally:
+        proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+        proc.stdin.flush()
+        proc.wait(timeout=30)
+    assert [r.get("threads") for r in replies] == [1, 2, 1], replies
+    ys = [np.load(tmp_path / f"y{i}.npy") for i in range(3)]
+    for y in ys[1:]:
+        np.testing.assert_allclose(y, ys[0], atol=1e-5)
+    for n in (2, 1):  # and through the runtime, which sends its own count
+        with LiteRuntime(nb, threads=n) as rt:
+            rt.predict(x)
+            assert rt.applied_threads == n
+
+
+def test_legacy_pdmodel_converts_to_lite_directly(tmp_path):
+    """A PaddleClas export from Paddle 2.x is what opt reads: no checkpoint needed; predict and
+    parity accept the bare directory with --model."""
+    ckpt = save_random_checkpoint("LeViT_128S", tmp_path / "w.pdparams", seed=2, distillation=True)
+    legacy = _legacy_export("LeViT_128S", ckpt, tmp_path / "legacy")
+    ckpt.unlink()
+    r = run_cli("convert", legacy, "--to", "lite", "--arch", "x86", "--model", "LeViT_128S",
+                "--out", tmp_path / "x86", "--json")
+    assert r.code == 0, r.stderr
+    assert json.loads(r.stdout)["details"]["from"] == "legacy program as given"
+    r = run_cli("parity", legacy, tmp_path / "x86", "--model", "LeViT_128S", "--num-random", "2",
+                "--batch-sizes", "1,2", "--json")
+    assert r.code == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["results"][0]["max_abs"] < 1e-3
+
+
+def test_bare_paddle3_export_to_lite_names_the_checkpoint(sample_export, tmp_path):
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for f in ("inference.json", "inference.pdiparams"):
+        shutil.copy(sample_export / f, bare / f)
+    r = run_cli("convert", bare, "--to", "lite", "--model", "DeiT_digits_patch8_32", "--out", tmp_path / "o")
+    assert_one_line_error(r, "legacy .pdmodel", "Paddle 2.6", "--weights CKPT")

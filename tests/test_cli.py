@@ -1,0 +1,84 @@
+"""Option wiring, in-process (typer's CliRunner): every flag reaches the typed options or is refused
+with one line and exit 1 before any work starts."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+
+import pytest
+from conftest import assert_one_line_error, invoke
+from typer.main import get_command
+
+from vitdeploy.cli import app
+from vitdeploy.convert import TARGETS, convert, make_options
+from vitdeploy.errors import OptionError
+
+
+@pytest.mark.parametrize("args,needles", [
+    (("--to", "onnx", "--arch", "arm8"), ("--arch does not apply to --to onnx", "--opset, --precision")),
+    (("--to", "onnx", "--quantize", "int8"), ("--quantize does not apply to --to onnx",)),
+    (("--to", "openvino", "--fp16"), ("--fp16 does not apply to --to openvino",)),
+    (("--to", "lite", "--precision", "fp16"), ("--precision does not apply to --to lite",
+                                               "--arch, --quantize, --fp16, --weights")),
+    (("--to", "lite", "--opset", "13"), ("--opset does not apply to --to lite",)),
+    (("--to", "onnx", "--precision", "int4"), ("--precision 'int4'", "fp32, fp16")),
+    (("--to", "onnx", "--opset", "99"), ("--opset 99 is out of range",)),
+    (("--to", "lite", "--arch", "mips"), ("--arch 'mips'", "arm8")),
+    (("--to", "lite", "--arch", "x86", "--quantize", "int8"), ("NaN",)),
+    (("--to", "lite", "--arch", "armv7", "--fp16"), ("--fp16", "arm8")),
+    (("--to", "tflite",), ("unknown target 'tflite'", "onnx, openvino, lite")),
+])
+def test_convert_refuses_options_a_target_lacks(tmp_path, args, needles):
+    # the source does not even exist: options are checked first, before any work
+    r = invoke("convert", tmp_path / "no-src", *args, "--out", tmp_path / "o")
+    assert_one_line_error(r, *needles)
+    assert not (tmp_path / "o").exists()
+
+
+def test_library_refuses_the_same(tmp_path):
+    with pytest.raises(OptionError, match="--arch, --quantize does not apply to --to onnx"):
+        convert(tmp_path / "no-src", "onnx", tmp_path / "o", arch="arm8", quantize="int8")
+    with pytest.raises(OptionError, match="not the options type"):
+        convert(tmp_path / "no-src", "onnx", tmp_path / "o", make_options("lite", {}))
+    assert make_options("onnx", {"precision": "fp16"}).precision == "fp16"
+    assert make_options("lite", {"weights": "w.pdparams"}).weights.name == "w.pdparams"
+
+
+def test_every_target_option_has_a_cli_flag():
+    """The CLI's flags and the targets' typed options cannot drift apart."""
+    params = {p.name for p in get_command(app).commands["convert"].params}
+    for name, target in TARGETS.items():
+        missing = {f.name for f in fields(target.Options)} - params
+        assert not missing, (name, missing)
+
+
+@pytest.mark.parametrize("args,needles", [
+    (("predict",), ("missing argument", "predict --help")),
+    (("predict", "d", "x.png", "--topk", "0"), ("--topk",)),
+    (("export", "DeiT_tiny_patch16_224"), ("missing option", "--weights")),
+    (("nosuchcommand",), ("no such command",)),
+    (("parity", "a", "b", "--batch-sizes", "1,x"), ("--batch-sizes '1,x'",)),
+    (("parity", "a", "b", "--batch-sizes", "0"), ("--batch-sizes '0'",)),
+    (("parity", "a", "b", "--batch-sizes", ""), ("--batch-sizes",)),
+    (("parity", "a", "b", "--min-cosine", "nan"), ("--min-cosine nan is out of range",)),
+    (("parity", "a", "b", "--min-cosine", "inf"), ("--min-cosine inf",)),
+    (("parity", "a", "b", "--min-top1-agreement", "1.5"), ("--min-top1-agreement 1.5",)),
+    (("parity", "a", "b", "--max-abs", "-1"), ("--max-abs -1",)),
+    (("inspect", "x.nb", "--arch", "mips"), ("unknown --arch 'mips'",)),
+])
+def test_bad_input_is_one_line_exit_1(args, needles):
+    assert_one_line_error(invoke(*args), *needles)
+
+
+def test_help_and_version_exit_0():
+    assert invoke("--version").code == 0
+    r = invoke("convert", "--help")
+    assert r.code == 0 and "--precision" in r.stdout and "--no-verify" in r.stdout
+    assert invoke().code == 0  # no arguments: the help
+
+
+def test_models_json_in_process():
+    r = invoke("models", "--json")
+    assert r.code == 0
+    assert len(json.loads(r.stdout)) == 20
