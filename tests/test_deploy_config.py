@@ -320,3 +320,18 @@ def test_cli_predict_with_paddleclas_style_yaml(sample_export, sample, tmp_path)
     r = run_cli("predict", d, _image(sample), "--json")
     assert r.code == 0, r.stderr
     assert json.loads(r.stdout)[0]["top"][0]["label"] == "0"  # labels.txt beside the model
+
+
+@pytest.mark.slow
+def test_convert_reads_paddleclas_yaml_without_model(sample_export, sample, tmp_path):
+    """convert accepts the same PaddleClas directory: its inference_cls.yaml becomes the artifact's
+    inference.yml, and parity against the PaddleClas directory itself passes."""
+    from vitdeploy.artifacts import read_artifact_info
+
+    test_cli_predict_with_paddleclas_style_yaml(sample_export, sample, tmp_path)
+    d = tmp_path / "art"
+    r = run_cli("convert", d, "--to", "onnx", "--out", tmp_path / "onnx")
+    assert r.code == 0, r.stderr
+    assert read_artifact_info(tmp_path / "onnx").preprocess == read_artifact_info(d).preprocess
+    r = run_cli("parity", d, tmp_path / "onnx", "--num-random", "2", "--json")
+    assert r.code == 0, r.stdout + r.stderr

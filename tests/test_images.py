@@ -124,7 +124,7 @@ def test_bomb_is_refused_from_its_header(tmp_path):
     t0 = time.perf_counter()
     with pytest.raises(ImageError) as e:
         decode_image(bomb)
-    assert time.perf_counter() - t0 < 1.0  # nothing was decoded
+    assert time.perf_counter() - t0 < 5.0  # a guard: decoding 900 Mpixels takes far longer (~1 ms here)
     assert str(e.value) == (f"image too large: {bomb} is 30000x30000 (900000000 pixels, limit "
                             f"{DEFAULT_MAX_IMAGE_PIXELS}); raise --max-image-pixels if it is genuine")
 

@@ -138,7 +138,7 @@ def test_crafted_amplification_rejected_fast(tmp_path):
     start = time.perf_counter()
     with pytest.raises(ArtifactError, match="not a Paddle Lite naive-buffer.*repeat"):
         read_nb(f)
-    assert time.perf_counter() - start < 2
+    assert time.perf_counter() - start < 20  # a hang guard (~0.05 s here; the old reader ran for hours)
     assert_one_line_error(run_cli("inspect", f), "not a Paddle Lite naive-buffer")
 
 
@@ -149,7 +149,7 @@ def test_crafted_shared_strings_rejected_fast(tmp_path):
     start = time.perf_counter()
     with pytest.raises(ArtifactError, match="repeat"):
         read_nb(f)
-    assert time.perf_counter() - start < 2
+    assert time.perf_counter() - start < 20  # a hang guard (~0.05 s here; the old reader ran for hours)
 
 
 _CORRUPTIONS = {  # name -> reason read_nb must give
@@ -188,7 +188,7 @@ def test_crafted_bad_offsets(tmp_path, what):
     with pytest.raises(ArtifactError) as e:
         read_nb(f)
     assert str(e.value) == f"{f} is not a Paddle Lite naive-buffer model (.nb from opt): {_CORRUPTIONS[what]}"
-    assert time.perf_counter() - start < 0.5
+    assert time.perf_counter() - start < 20  # a hang guard, not a speed target
 
 
 def test_crafted_bad_offset_cli(tmp_path):

@@ -55,7 +55,7 @@ def tool_versions() -> dict[str, str]:
 
 def _num_classes(out: Path, source: Source) -> int:
     """From the source's manifest, or (a bare PaddleClas directory) by running the result once."""
-    n = source.manifest.get("num_classes")
+    n = source.manifest.get("num_classes") or source.info.num_classes
     if n:
         return int(n)
     from ..runtimes import detect_runtime
@@ -65,9 +65,7 @@ def _num_classes(out: Path, source: Source) -> int:
         return 1000
     import numpy as np
 
-    from ..models import get_config
-
-    size = get_config(source.zoo_model).input_size if source.zoo_model else 224
+    size = source.info.preprocess.crop_size
     with found[0](found[1]) as rt:
         return int(rt.predict(np.zeros((1, 3, size, size), np.float32)).shape[1])
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..artifacts import (
     INFERENCE_YML,
     LABELS,
+    ArtifactInfo,
     inference_yml,
     read_artifact_info,
     read_labels,
@@ -28,7 +29,7 @@ class Source:
     model_file: Path
     manifest: dict
     model_name: str | None  # architecture, when known
-    zoo_model: str | None  # --model given for a directory without inference.yml
+    info: ArtifactInfo  # preprocessing and labels, from whichever config the directory has
     labels_file: Path | None
 
     @property
@@ -36,22 +37,21 @@ class Source:
         return self.model_file.with_suffix(".pdiparams")
 
     def write_metadata(self, dest: Path, num_classes: int) -> None:
-        """Copy (or, for a bare PaddleClas directory, create) inference.yml and labels.txt."""
-        if self.zoo_model is None:
-            shutil.copyfile(self.directory / INFERENCE_YML, dest / INFERENCE_YML)
-            src_labels = self.directory / LABELS
-            if src_labels.is_file():
-                shutil.copyfile(src_labels, dest / LABELS)
-            else:
-                write_labels(dest / LABELS, [f"class_{i}" for i in range(num_classes)])
-            return
-        from ..models import get_config
-
-        cfg = get_config(self.zoo_model)
-        labels = (read_labels(self.labels_file, num_classes) if self.labels_file
-                  else [f"class_{i}" for i in range(num_classes)])
-        write_inference_yml(dest / INFERENCE_YML,
-                            inference_yml(cfg.name, cfg.preprocess, num_classes, softmax=False))
+        """Copy our inference.yml, or write one (PaddleClas's inference_cls.yaml, or --model's
+        preprocessing) so the artifact is self-describing; labels likewise."""
+        own = self.directory / INFERENCE_YML
+        if own.is_file() and self.info.config_file == own:
+            shutil.copyfile(own, dest / INFERENCE_YML)
+        else:
+            write_inference_yml(dest / INFERENCE_YML, inference_yml(
+                self.model_name or "unknown", self.info.preprocess, num_classes,
+                softmax=self.info.softmax))
+        if self.labels_file:
+            labels = read_labels(self.labels_file, num_classes)
+        elif self.info.labels and len(self.info.labels) == num_classes:
+            labels = self.info.labels
+        else:
+            labels = [f"class_{i}" for i in range(num_classes)]
         write_labels(dest / LABELS, labels)
 
 
@@ -75,20 +75,12 @@ def resolve_source(src: str | Path, model: str | None = None,
             f"{d} holds no Paddle inference model (inference.json or inference.pdmodel + "
             "inference.pdiparams) and no .onnx file; export one with 'vitdeploy export'"
         )
-    has_yml = (d / INFERENCE_YML).is_file()
-    if not has_yml and model is None:
-        raise ArtifactError(
-            f"{d} has no {INFERENCE_YML} to record its preprocessing; pass --model NAME "
-            "(e.g. --model DeiT_base_patch16_224) to use that architecture's PaddleClas transforms"
-        )
-    manifest, name = {}, model
-    if has_yml and model is None:
-        info = read_artifact_info(d)  # validates inference.yml now, not after a long conversion
-        manifest = info.manifest
-        name = manifest.get("model")
-    elif model is not None:
+    # validates the preprocessing config now, not after a long conversion
+    info = read_artifact_info(d, model=model)
+    if model is not None:
         from ..models import get_config
 
         name = get_config(model).name
-    return Source(d, kind, model_file, manifest, name, None if has_yml and model is None else name,
-                  Path(labels) if labels else None)
+    else:
+        name = info.manifest.get("model")
+    return Source(d, kind, model_file, info.manifest, name, info, Path(labels) if labels else None)
