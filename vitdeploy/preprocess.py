@@ -213,7 +213,7 @@ def preprocess_batch(paths: Iterable[str | Path], cfg: PreprocessConfig,
 
 def check_policy(on_bad_image: str) -> str:
     if on_bad_image not in BAD_IMAGE_POLICIES:
-        raise VitdeployError(f"unknown bad-image policy {on_bad_image!r}; "
+        raise VitdeployError(f"unknown --bad-images {on_bad_image!r}; "
                              f"choose one of: {', '.join(BAD_IMAGE_POLICIES)}")
     return on_bad_image
 

@@ -1,0 +1,17 @@
+"""The ``vitdeploy`` command line: parse, call one library function, render.
+
+base.py holds the app, its one-line error handling and the shared options; artifact_cmds.py
+(models, export, convert, inspect, doctor, lite setup) and run_cmds.py (predict, parity, eval)
+the commands."""
+
+from __future__ import annotations
+
+from . import artifact_cmds, run_cmds  # noqa: F401  (importing them registers the commands)
+from .base import app
+
+
+def run() -> None:
+    app()
+
+
+__all__ = ["app", "run"]

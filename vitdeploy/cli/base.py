@@ -1,0 +1,139 @@
+"""The CLI's shared parts: the app, its one-line error handling, consoles, JSON output and the
+options several commands take (as ``Annotated`` aliases, so each is defined once)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from typing import Annotated, Any, Optional
+
+os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ logging would pollute --json output
+warnings.filterwarnings("ignore", message=".*ccache.*")
+
+import typer  # noqa: E402
+from rich.console import Console  # noqa: E402
+from typer._click import exceptions as click  # noqa: E402  (typer >= 0.29 vendors click)
+from typer.core import TyperGroup  # noqa: E402
+
+from .. import __version__  # noqa: E402
+from ..errors import VitdeployError  # noqa: E402
+
+# Wide tables when piped (CI logs); a terminal keeps its own width.
+out = Console(width=None if sys.stdout.isatty() else 200)
+err = Console(stderr=True)
+
+
+class OneLineErrors(TyperGroup):
+    """Usage mistakes (a missing argument, a value out of range) are bad input like any other:
+    one line on stderr and exit 1, never click's boxed usage text with its exit 2 (which our
+    exit codes reserve for a check not met)."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        try:
+            rv = super().main(*args, standalone_mode=False, **kwargs)
+            code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+        except click.NoArgsIsHelpError as e:
+            click.echo(e.ctx.get_help() if e.ctx else str(e))
+            code = 0
+        except click.UsageError as e:
+            where = f" (see '{e.ctx.command_path} --help')" if e.ctx else ""
+            err.print(f"error: {e.format_message()}{where}", markup=False, highlight=False,
+                      soft_wrap=True)
+            code = 1
+        except click.ClickException as e:
+            err.print(f"error: {e.format_message()}", markup=False, highlight=False, soft_wrap=True)
+            code = 1
+        except typer.Abort:
+            err.print("error: aborted; nothing was written", markup=False, highlight=False)
+            code = 130
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+app = typer.Typer(
+    cls=OneLineErrors, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+    help="Deploy PaddlePaddle ViT / DeiT / LeViT classifiers: export, convert, predict.",
+)
+
+
+def _fail(message: str, code: int = 1) -> None:
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: Callable) -> Callable:
+    """Library errors become one line on stderr and exit 1; never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except VitdeployError as e:
+            _fail(str(e))
+        except KeyboardInterrupt:
+            _fail("interrupted; nothing was written", 130)
+        except MemoryError:
+            _fail("out of memory; try a smaller batch or model")
+        except Exception as e:  # an internal error still gets one line
+            if os.environ.get("VITDEPLOY_DEBUG"):
+                raise
+            _fail(f"internal error: {type(e).__name__}: {e} (set VITDEPLOY_DEBUG=1 for a traceback)")
+
+    return wrapper
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"vitdeploy {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(version: Optional[bool] = typer.Option(None, "--version", callback=_version,
+                                                is_eager=True, help="Print the version and exit.")
+         ) -> None:
+    pass
+
+
+# Options several commands share, defined once.
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts and CI.")]
+NoVerify = Annotated[bool, typer.Option(
+    "--no-verify", help="Skip checking the artifact's files against its manifest.json sha256 digests.")]
+ModelName = Annotated[Optional[str], typer.Option(
+    "--model", help="Architecture of a bare PaddleClas export without inference.yml or "
+    "inference_cls.yaml: its PaddleClas preprocessing is used.")]
+BadImages = Annotated[str, typer.Option(
+    "--bad-images", help="Unreadable, corrupt or too large images: skip (one warning line with the "
+    "count) or stop (exit 1 at the first).")]
+MaxPixels = Annotated[Optional[int], typer.Option(
+    "--max-image-pixels", min=1, help="Refuse images with more pixels, read from the header "
+    "before decoding (default 178956970, or $VITDEPLOY_MAX_IMAGE_PIXELS).")]
+
+
+def image_options(bad_images: str, max_pixels: Optional[int]) -> dict:
+    """Check --bad-images; --max-image-pixels also becomes OpenCV's own limit, which OpenCV reads
+    once when it loads (before any model does), so a genuine large image is not refused there."""
+    from ..preprocess import check_policy
+
+    check_policy(bad_images)
+    if max_pixels is not None:
+        os.environ["OPENCV_IO_MAX_IMAGE_PIXELS"] = str(max_pixels)
+    return {"on_bad_image": bad_images, "max_pixels": max_pixels}
+
+
+def warn_skipped(skipped: list[tuple[str, str]]) -> None:
+    if skipped:
+        n = len(skipped)
+        err.print(f"warning: skipped {n} unusable image{'s' if n > 1 else ''} "
+                  f"(first: {skipped[0][1]})", markup=False, highlight=False, soft_wrap=True)

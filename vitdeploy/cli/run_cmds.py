@@ -1,0 +1,182 @@
+"""Commands that run artifacts: predict, parity, eval."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from ..errors import VitdeployError
+from .base import (
+    AsJson,
+    BadImages,
+    MaxPixels,
+    ModelName,
+    NoVerify,
+    app,
+    err,
+    handle_errors,
+    image_options,
+    out,
+    print_json,
+    warn_skipped,
+)
+
+
+@app.command()
+@handle_errors
+def predict(
+    artifact: Path = typer.Argument(..., help="Artifact directory (from export or convert)."),
+    images: list[Path] = typer.Argument(..., help="Image files or directories."),
+    k: int = typer.Option(5, "--topk", "-k", min=1, help="Classes to show per image."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", "-r",
+                                          help="Runtime (default: from the directory)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per inference call."),
+    precision: Optional[str] = typer.Option(None, "--precision",
+                                            help="Compute precision (openvino: fp32, bf16, fp16)."),
+    model: ModelName = None,
+    no_verify: NoVerify = False,
+    bad_images: BadImages = "skip",
+    max_pixels: MaxPixels = None,
+    as_json: AsJson = False,
+):
+    """Classify images with an exported or converted model."""
+    images_opts = image_options(bad_images, max_pixels)
+    from ..predictor import Predictor
+
+    with Predictor(artifact, runtime=runtime, precision=precision, model=model,
+                   verify=not no_verify) as pred:
+        results = pred.predict_images(images, topk_k=k, batch_size=batch_size, **images_opts)
+    warn_skipped(results.skipped)  # stderr only: the --json list format stays as it was
+    if as_json:
+        return print_json([r.to_dict() for r in results])
+    rt = pred.runtime
+    table = Table(title=f"{len(results)} images ({rt.name}; stores {rt.artifact_precision}, computed "
+                        f"in {rt.compute_precision})")
+    for note in rt.notes:
+        err.print(f"note: {note}", markup=False, highlight=False)
+    table.add_column("image")
+    table.add_column("top-1")
+    table.add_column("score", justify="right")
+    table.add_column(f"top-{k}")
+    for r in results:
+        best = r.top[0]
+        name = best.label if best.label == str(best.class_id) else f"{best.label} ({best.class_id})"
+        table.add_row(r.image, name, f"{best.score:.4f}",
+                      ", ".join(t.label for t in r.top))
+    out.print(table)
+
+
+def _batch_sizes(text: str) -> list[int]:
+    parts = [v.strip() for v in text.split(",")]
+    if not all(v.isdigit() and int(v) >= 1 for v in parts):
+        raise VitdeployError(f"--batch-sizes {text!r}: expected comma-separated positive integers, "
+                             "e.g. 1,4,8")
+    return [int(v) for v in parts]
+
+
+@app.command()
+@handle_errors
+def parity(
+    ref_dir: Path = typer.Argument(..., help="Paddle export directory: the fp32 reference."),
+    artifacts: list[Path] = typer.Argument(..., help="Artifact directories to compare."),
+    images: Optional[list[Path]] = typer.Option(
+        None, "--images", help="Images or folders to use as inputs (repeatable); "
+        "default: seeded random tensors."),
+    batch_sizes: str = typer.Option("1,4,8", "--batch-sizes", help="Comma-separated batch sizes."),
+    runtime: Optional[list[str]] = typer.Option(
+        None, "--runtime", "-r", help="Runtime(s) to run each artifact on (repeatable); "
+        "default: the artifact's own."),
+    precision: Optional[str] = typer.Option(
+        None, "--precision", help="Compute precision where a runtime offers one (openvino: "
+        "fp32 default, bf16, fp16)."),
+    num_random: int = typer.Option(8, "--num-random", min=1, help="Random inputs without --images."),
+    min_cosine: Optional[float] = typer.Option(None, "--min-cosine", help="Override the preset."),
+    min_top1: Optional[float] = typer.Option(None, "--min-top1-agreement",
+                                             help="Override the preset (0..1)."),
+    max_abs: Optional[float] = typer.Option(None, "--max-abs", help="Also bound the max abs diff."),
+    model: ModelName = None,
+    no_verify: NoVerify = False,
+    bad_images: BadImages = "skip",
+    max_pixels: MaxPixels = None,
+    as_json: AsJson = False,
+):
+    """Prove that artifacts give the same outputs as the Paddle fp32 reference (exit 2 if not)."""
+    images_opts = image_options(bad_images, max_pixels)
+    from ..parity import run_parity
+
+    overrides = {k: v for k, v in (("min_cosine", min_cosine), ("min_top1_agreement", min_top1),
+                                   ("max_abs", max_abs)) if v is not None}
+    with err.status("parity") as status:
+        report = run_parity(ref_dir, artifacts, images=images,
+                            batch_sizes=_batch_sizes(batch_sizes), runtimes=runtime,
+                            precision=precision, num_random=num_random, overrides=overrides,
+                            model=model, verify=not no_verify, progress=status.update,
+                            **images_opts)
+    warn_skipped([(s["image"], s["reason"]) for s in report.inputs.get("skipped", [])])
+    if as_json:
+        print_json(report.to_dict())
+    else:
+        _parity_table(report)
+    if not report.passed:
+        raise typer.Exit(2)
+
+
+def _parity_table(report) -> None:
+    inputs = report.inputs
+    what = "images" if inputs["kind"] == "images" else "random inputs"
+    table = Table(title=f"parity vs {report.reference['dir']} (paddle fp32) on {inputs['count']} "
+                        f"{what}, batch sizes {','.join(map(str, report.batch_sizes))}")
+    for col in ("artifact", "runtime", "stored", "computed", "judged as", "max abs", "mean abs",
+                "cosine min", "top-1", "top-5", "batch diff", "result"):
+        table.add_column(col, justify="left" if col in ("artifact", "runtime", "result") else "right")
+    for r in report.results:
+        verdict = "[green]pass[/]" if r.passed else "[red]FAIL[/] " + "; ".join(r.failures)
+        runtime = f"{r.runtime} ({r.detail})" if r.detail else r.runtime
+        computed = r.compute_precision + "".join(f" ({n})" for n in r.notes)
+        table.add_row(r.artifact, runtime, r.artifact_precision, computed, r.precision,
+                      f"{r.max_abs:.2e}", f"{r.mean_abs:.2e}",
+                      f"{r.cosine_min:.7f}", f"{r.top1_agreement:.1%}", f"{r.top5_overlap:.1%}",
+                      f"{r.batch_max_diff:.1e}", verdict)
+    out.print(table)
+    out.print("[green]all artifacts agree with the reference[/]" if report.passed
+              else "[red]parity check failed[/]")
+
+
+@app.command("eval")
+@handle_errors
+def eval_cmd(
+    artifact: Path = typer.Argument(..., help="Artifact directory."),
+    folder: Path = typer.Argument(..., help="ImageNet-style folder: one sub-folder per class."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="Runtime name."),
+    min_top1: Optional[float] = typer.Option(None, "--min-top1", min=0.0, max=1.0,
+                                             help="Exit 2 when top-1 is below this."),
+    model: ModelName = None,
+    no_verify: NoVerify = False,
+    bad_images: BadImages = "skip",
+    max_pixels: MaxPixels = None,
+    as_json: AsJson = False,
+):
+    """Measure top-1 / top-5 accuracy on a labelled image folder."""
+    images_opts = image_options(bad_images, max_pixels)
+    from ..evaluate import evaluate
+    from ..predictor import Predictor
+    from ..preprocess import skipped_records
+
+    with Predictor(artifact, runtime=runtime, model=model, verify=not no_verify) as pred:
+        with err.status(f"evaluating on {folder}"):
+            result = evaluate(pred, folder, **images_opts)
+    warn_skipped(result.skipped)
+    passed = min_top1 is None or result.top1 >= min_top1
+    if as_json:
+        print_json({**asdict(result), "skipped": skipped_records(result.skipped),
+                     "min_top1": min_top1, "passed": passed})
+    else:
+        out.print(f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  on {result.images} images "
+                  f"({result.runtime})")
+    if not passed:
+        err.print(f"top-1 {result.top1:.4f} is below --min-top1 {min_top1}")
+        raise typer.Exit(2)
