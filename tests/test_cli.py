@@ -82,3 +82,8 @@ def test_models_json_in_process():
     r = invoke("models", "--json")
     assert r.code == 0
     assert len(json.loads(r.stdout)) == 20
+
+
+def test_parity_input_memory_is_bounded(sample_export):
+    r = invoke("parity", sample_export, sample_export, "--num-random", "100000000")
+    assert_one_line_error(r, "parity holds its inputs in memory", "smaller --num-random")

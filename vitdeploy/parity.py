@@ -123,13 +123,26 @@ def run_batched(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batc
     return np.concatenate([predict(x[i:i + batch]) for i in range(0, len(x), batch)])
 
 
+# parity keeps its inputs (and every runtime's outputs) in memory to compare them row by row
+MAX_INPUT_BYTES = 8 << 30
+
+
+def _check_memory(count: int, size: int) -> None:
+    need = count * 3 * size * size * 4
+    if need > MAX_INPUT_BYTES:
+        raise VitdeployError(f"parity holds its inputs in memory: {count} inputs of 3x{size}x{size} "
+                             f"float32 need {need / 2**30:.1f} GiB (limit {MAX_INPUT_BYTES >> 30} "
+                             "GiB); pass fewer images or a smaller --num-random")
+
+
 def make_inputs(ref: Predictor, images: Sequence[str | Path] | None, num_random: int,
                 seed: int = 0, *, on_bad_image: str = "skip",
                 max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
     """The input batch and its description; bad images are skipped (listed) or raised."""
     pre = ref.info.preprocess
+    paths = collect_images(images) if images else []
+    _check_memory(len(paths) or num_random, pre.crop_size)
     if images:
-        paths = collect_images(images)
         x, kept, skipped = preprocess_usable(paths, pre, on_bad_image=on_bad_image,
                                              max_pixels=max_pixels)
         if not kept:
