@@ -47,3 +47,9 @@ class ExportError(VitdeployError):
 
 class OptionError(VitdeployError):
     """An option that does not apply to the chosen target, or a value out of range."""
+
+
+class CheckNotMet(VitdeployError):
+    """A measured check the user asked for was not met (an accuracy budget): exit code 2."""
+
+    exit_code = 2

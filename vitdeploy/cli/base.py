@@ -76,7 +76,7 @@ def handle_errors(fn: Callable) -> Callable:
         except typer.Exit:
             raise
         except VitdeployError as e:
-            _fail(str(e))
+            _fail(str(e), getattr(e, "exit_code", 1))
         except KeyboardInterrupt:
             _fail("interrupted; nothing was written", 130)
         except MemoryError:
