@@ -24,17 +24,17 @@ demo: lite-env
 
 # The full suite (CI runs this; ~35 min on 2 cores).
 test: lite-env
-	$(VENV)/bin/ruff check vitdeploy tests samples scripts
+	$(VENV)/bin/ruff check vitdeploy tests samples scripts benchmarks
 	$(PY) -m pytest -q
 
 # The fast tier for the inner loop (< 5 min): unit tests, in-process CLI tests, the sample's
 # export; no conversions (tests marked slow, or using a conversion fixture: tests/conftest.py).
 check: lite-env
-	$(VENV)/bin/ruff check vitdeploy tests samples scripts
+	$(VENV)/bin/ruff check vitdeploy tests samples scripts benchmarks
 	$(PY) -m pytest -q -m "not slow" --durations=5
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check vitdeploy tests samples scripts
+	$(VENV)/bin/ruff check vitdeploy tests samples scripts benchmarks
 
 # Retrain the bundled sample (deterministic; a few minutes on 2 cores).
 sample: $(STAMP)

@@ -17,7 +17,19 @@ from vitdeploy.errors import OptionError
 
 @pytest.mark.parametrize("args,needles", [
     (("--to", "onnx", "--arch", "arm8"), ("--arch does not apply to --to onnx", "--opset, --precision")),
-    (("--to", "onnx", "--quantize", "int8"), ("--quantize does not apply to --to onnx",)),
+    (("--to", "onnx", "--weights", "w.pdparams"), ("--weights does not apply to --to onnx",)),
+    (("--to", "onnx", "--quantize", "int8"), ("--quantize int8 calibrates", "--calib DIR")),
+    (("--to", "onnx", "--quantize", "int16"), ("--quantize 'int16'", "int8, dynamic-int8")),
+    (("--to", "openvino", "--quantize", "dynamic-int8"), ("--quantize 'dynamic-int8'", "choose int8")),
+    (("--to", "onnx", "--quantize", "dynamic-int8", "--calib", "c"), ("needs no calibration",)),
+    (("--to", "onnx", "--calib", "c"), ("--calib goes with --quantize",)),
+    (("--to", "onnx", "--quantize", "int8", "--calib", "c", "--max-drop", "0.5"),
+     ("--max-drop is measured on labelled images", "--eval-data")),
+    (("--to", "onnx", "--quantize", "int8", "--calib", "c", "--max-drop", "nan", "--eval-data", "e"),
+     ("--max-drop nan is out of range",)),
+    (("--to", "openvino", "--quantize", "int8", "--calib", "c", "--precision", "fp16"),
+     ("exclude each other",)),
+    (("--to", "lite", "--calib", "c"), ("--calib does not apply to --to lite",)),
     (("--to", "openvino", "--fp16"), ("--fp16 does not apply to --to openvino",)),
     (("--to", "lite", "--precision", "fp16"), ("--precision does not apply to --to lite",
                                                "--arch, --quantize, --fp16, --weights")),
@@ -37,8 +49,8 @@ def test_convert_refuses_options_a_target_lacks(tmp_path, args, needles):
 
 
 def test_library_refuses_the_same(tmp_path):
-    with pytest.raises(OptionError, match="--arch, --quantize does not apply to --to onnx"):
-        convert(tmp_path / "no-src", "onnx", tmp_path / "o", arch="arm8", quantize="int8")
+    with pytest.raises(OptionError, match="--arch, --fp16 does not apply to --to onnx"):
+        convert(tmp_path / "no-src", "onnx", tmp_path / "o", arch="arm8", fp16=True)
     with pytest.raises(OptionError, match="not the options type"):
         convert(tmp_path / "no-src", "onnx", tmp_path / "o", make_options("lite", {}))
     assert make_options("onnx", {"precision": "fp16"}).precision == "fp16"

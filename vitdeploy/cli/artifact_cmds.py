@@ -78,8 +78,20 @@ def convert(
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labels file (with --model)."),
     arch: Optional[str] = typer.Option(None, "--arch",
                                        help="Lite: arm8 (default), armv7, x86 or opencl."),
-    quantize: Optional[str] = typer.Option(None, "--quantize",
-                                           help="Lite: weight-only int8 or int16."),
+    quantize: Optional[str] = typer.Option(
+        None, "--quantize", help="onnx: int8 (static, calibrated) or dynamic-int8; openvino: int8 "
+        "(NNCF); lite: weight-only int8 or int16."),
+    calib: Optional[Path] = typer.Option(
+        None, "--calib", help="onnx/openvino --quantize int8: calibration images (training-style, "
+        "never the evaluation data)."),
+    calib_size: Optional[int] = typer.Option(None, "--calib-size",
+                                             help="Calibration images to use (default 300)."),
+    max_drop: Optional[float] = typer.Option(
+        None, "--max-drop", help="Accuracy budget in top-1 points, measured on --eval-data: the "
+        "most sensitive layers go back to float until within it (exit 2 if it cannot)."),
+    eval_data: Optional[Path] = typer.Option(
+        None, "--eval-data", help="Labelled images (class folders or a PaddleClas list file) for "
+        "--max-drop; the accuracy is recorded in the manifest."),
     fp16: bool = typer.Option(False, "--fp16", help="Lite arm8: ARMv8.2 fp16 kernels."),
     weights: Optional[Path] = typer.Option(
         None, "--weights", help="Lite: the checkpoint (default: the one the export recorded)."),
@@ -93,7 +105,9 @@ def convert(
 
     # Every flag goes to the target's typed options: one it does not honour is an error there.
     options = make_options(to, {"opset": opset, "precision": precision, "arch": arch,
-                                "quantize": quantize, "fp16": fp16, "weights": weights})
+                                "quantize": quantize, "fp16": fp16, "weights": weights,
+                                "calib": calib, "calib_size": calib_size, "max_drop": max_drop,
+                                "eval_data": eval_data})
     with err.status(f"converting to {to}") as status:
         result = convert_model(src, to, out_dir, options, model=model, labels=labels, force=force,
                                verify=not no_verify, progress=status.update)

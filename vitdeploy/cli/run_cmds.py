@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.table import Table
@@ -24,6 +23,9 @@ from .base import (
     print_json,
     warn_skipped,
 )
+
+if TYPE_CHECKING:
+    from ..evaluate import EvalRow
 
 
 @app.command()
@@ -149,34 +151,68 @@ def _parity_table(report) -> None:
 @app.command("eval")
 @handle_errors
 def eval_cmd(
-    artifact: Path = typer.Argument(..., help="Artifact directory."),
-    folder: Path = typer.Argument(..., help="ImageNet-style folder: one sub-folder per class."),
-    runtime: Optional[str] = typer.Option(None, "--runtime", "-r", help="Runtime name."),
+    artifacts: list[Path] = typer.Argument(
+        ..., help="Artifact directories; the first is the reference for the top-1 delta "
+        "(by convention the fp32 export)."),
+    data: Optional[Path] = typer.Option(
+        None, "--data", help="Labelled images: an ImageNet-style folder (one sub-folder per class, "
+        "named by label or class id) or a PaddleClas list file ('path class_id' per line)."),
+    runtime: Optional[str] = typer.Option(
+        None, "--runtime", "-r", help="Runtime for every artifact (default: each one's own)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per inference call."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1,
+                                        help="Evaluate only the first N images."),
     min_top1: Optional[float] = typer.Option(None, "--min-top1", min=0.0, max=1.0,
-                                             help="Exit 2 when top-1 is below this."),
+                                             help="Exit 2 when any artifact's top-1 is below this."),
     model: ModelName = None,
     no_verify: NoVerify = False,
     bad_images: BadImages = "skip",
     max_pixels: MaxPixels = None,
     as_json: AsJson = False,
 ):
-    """Measure top-1 / top-5 accuracy on a labelled image folder."""
+    """Measure top-1 / top-5 accuracy of one or more artifacts on the same labelled images."""
+    if data is None:  # the old `eval ARTIFACT FOLDER` form lands here too
+        raise VitdeployError("pass the labelled images with --data DIR (an ImageNet-style folder "
+                             "or a PaddleClas list file)")
     images_opts = image_options(bad_images, max_pixels)
-    from ..evaluate import evaluate
-    from ..predictor import Predictor
-    from ..preprocess import skipped_records
+    from ..evaluate import evaluate_many
 
-    with Predictor(artifact, runtime=runtime, model=model, verify=not no_verify) as pred:
-        with err.status(f"evaluating on {folder}"):
-            result = evaluate(pred, folder, **images_opts)
-    warn_skipped(result.skipped)
-    passed = min_top1 is None or result.top1 >= min_top1
+    with err.status(f"evaluating on {data}") as status:
+        rows = evaluate_many(artifacts, data, runtime=runtime, batch_size=batch_size, limit=limit,
+                             model=model, verify=not no_verify, progress=status.update,
+                             **images_opts)
+    warn_skipped(_distinct_skipped(rows))
     if as_json:
-        print_json({**asdict(result), "skipped": skipped_records(result.skipped),
-                     "min_top1": min_top1, "passed": passed})
+        print_json([r.to_dict() for r in rows])
     else:
-        out.print(f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  on {result.images} images "
-                  f"({result.runtime})")
-    if not passed:
-        err.print(f"top-1 {result.top1:.4f} is below --min-top1 {min_top1}")
+        _eval_table(rows, data)
+    failing = [r for r in rows if min_top1 is not None and r.top1 < min_top1]
+    for r in failing:
+        err.print(f"{r.artifact}: top-1 {r.top1:.4f} is below --min-top1 {min_top1}",
+                  markup=False, highlight=False, soft_wrap=True)
+    if failing:
         raise typer.Exit(2)
+
+
+def _distinct_skipped(rows: list[EvalRow]) -> list[tuple[str, str]]:
+    """Each skipped image once, though every artifact skipped it: one warning line in all."""
+    seen: dict[str, str] = {}
+    for r in rows:
+        for image, reason in r.skipped:
+            seen.setdefault(image, reason)
+    return list(seen.items())
+
+
+def _eval_table(rows: list[EvalRow], data: Path) -> None:
+    table = Table(title=f"accuracy on {data} ({max(r.n for r in rows)} images; "
+                        f"delta vs {rows[0].artifact})")
+    for col in ("artifact", "runtime", "stored", "computed", "top-1", "top-5", "Δ top-1 vs first",
+                "images"):
+        table.add_column(col, justify="left" if col in ("artifact", "runtime") else "right")
+    for i, r in enumerate(rows):
+        runtime = f"{r.runtime} ({r.detail})" if r.detail else r.runtime
+        computed = r.compute_precision + "".join(f" ({n})" for n in r.notes)
+        delta = "reference" if i == 0 else f"{r.delta_top1:+.2f} pts"
+        table.add_row(r.artifact, runtime, r.artifact_precision, computed, f"{r.top1:.2%}",
+                      f"{r.top5:.2%}", delta, str(r.n))
+    out.print(table)

@@ -88,14 +88,14 @@ def convert(src: str | Path, to: str, out: str | Path,
     if options is not None and option_values:
         raise OptionError("pass target options either as an options object or as keywords, not both")
     opts = make_options(to, options if options is not None else option_values)
-    weights = getattr(opts, "weights", None)
-    check_output_dir(out, force, inputs=(src, labels, weights))
+    inputs = (src, labels, *(getattr(opts, n, None) for n in ("weights", "calib", "eval_data")))
+    check_output_dir(out, force, inputs=inputs)
     source = resolve_source(src, model, labels, verify=verify)
     target = TARGETS[to]
     start = time.perf_counter()
-    with atomic_output_dir(out, force=force, inputs=(src, labels, weights)) as tmp:
+    with atomic_output_dir(out, force=force, inputs=inputs) as tmp:
         say(f"converting {source.model_file.name} to {to}")
-        details = target.convert(source, tmp, opts)
+        details = target.convert(source, tmp, opts, say)
         n = _num_classes(tmp, source)
         source.write_metadata(tmp, n)
         src_files = {p.name: sha256(p) for p in (source.model_file, source.params_file) if p.is_file()}
@@ -108,6 +108,7 @@ def convert(src: str | Path, to: str, out: str | Path,
             "options": opts.to_dict(),
             "precision": artifact_precision(tmp / details["model_file"]),
             "conversion": details,
+            **({"quantization": details["quantization"]} if "quantization" in details else {}),
             **(target.manifest_section(details) if hasattr(target, "manifest_section") else {}),
             "source": {"dir": str(Path(src)), "kind": source.kind, "files": src_files},
             "versions": tool_versions(),

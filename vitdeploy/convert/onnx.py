@@ -8,12 +8,15 @@ import re
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import ArtifactError, ExportError, OptionError
+from ..quantize.options import QuantizeOptions, run_recipe
 from ..quiet import quiet_stdout
-from .options import TargetOptions, choice
+from .options import choice
 from .source import Source
 
 DEFAULT_OPSET = 17  # LayerNormalization is one op from opset 17 on
@@ -22,13 +25,16 @@ OUTPUT_NAMES = {False: "logits", True: "probs"}
 
 
 @dataclass(frozen=True)
-class Options(TargetOptions):
+class Options(QuantizeOptions):
     opset: int = DEFAULT_OPSET
     precision: str = "fp32"  # fp16: fp16 weights and compute, fp32 input/output
+
+    QUANTIZE_MODES: ClassVar[tuple[str, ...]] = ("int8", "dynamic-int8")
 
     def validate(self, target: str) -> None:
         check_opset(self.opset)
         choice(target, "precision", self.precision, ("fp32", "fp16"))
+        self.validate_quantize(target)
 
 
 def check_opset(opset: int) -> None:
@@ -153,8 +159,18 @@ def _toposort(graph) -> None:
     graph.node.extend(nodes)
 
 
-def convert(source: Source, out: Path, options: Options) -> dict:
+def convert(source: Source, out: Path, options: Options,
+            progress: Callable[[str], None] = lambda _m: None) -> dict:
     if source.kind != "paddle":
         raise ArtifactError(f"{source.directory} is already ONNX; convert from the Paddle export")
-    info = paddle_to_onnx(source, out / "model.onnx", options.opset, options.precision)
-    return {"model_file": "model.onnx", "precision": options.precision, **info}
+    if options.quantize is None:
+        info = paddle_to_onnx(source, out / "model.onnx", options.opset, options.precision)
+        return {"model_file": "model.onnx", "precision": options.precision, **info}
+    from ..quantize.onnxruntime import quantize_onnx
+
+    with tempfile.TemporaryDirectory() as tmp:
+        fp32 = Path(tmp) / "fp32.onnx"
+        info = paddle_to_onnx(source, fp32, options.opset)
+        progress(f"quantizing ({options.quantize}) with ONNX Runtime")
+        record = run_recipe(quantize_onnx, fp32, out / "model.onnx", options, source, progress)
+    return {"model_file": "model.onnx", "opset": info["opset"], "quantization": record}

@@ -4,27 +4,47 @@ Paddle source goes through ONNX first (in a temp dir)."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from ..errors import ExportError, first_line
+from ..quantize.options import QuantizeOptions, run_recipe
 from ..quiet import quiet_stdout
 from .onnx import DEFAULT_OPSET, check_opset, paddle_to_onnx
-from .options import TargetOptions, choice
+from .options import choice
 from .source import Source
 
 
 @dataclass(frozen=True)
-class Options(TargetOptions):
+class Options(QuantizeOptions):
     opset: int = DEFAULT_OPSET  # of the intermediate ONNX
     precision: str = "fp32"  # fp16: weights compressed to half; compute is the runtime's choice
+
+    QUANTIZE_MODES: ClassVar[tuple[str, ...]] = ("int8",)
 
     def validate(self, target: str) -> None:
         check_opset(self.opset)
         choice(target, "precision", self.precision, ("fp32", "fp16"))
+        self.validate_quantize(target)
 
 
-def convert(source: Source, out: Path, options: Options) -> dict:
+def convert(source: Source, out: Path, options: Options,
+            progress: Callable[[str], None] = lambda _m: None) -> dict:
+    if options.quantize is None:
+        return _to_ir(source, out, options)
+    from ..quantize.openvino import quantize_ir
+
+    with tempfile.TemporaryDirectory() as tmp:
+        details = _to_ir(source, Path(tmp), options)
+        progress(f"quantizing ({options.quantize}) with NNCF")
+        record = run_recipe(quantize_ir, Path(tmp) / "model.xml", out / "model.xml", options,
+                            source, progress)
+    return {**details, "weights": "int8", "quantization": record}
+
+
+def _to_ir(source: Source, out: Path, options: Options) -> dict:
     import openvino as ov
 
     with tempfile.TemporaryDirectory() as tmp:

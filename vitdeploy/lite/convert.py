@@ -8,6 +8,7 @@ this machine; ``vitdeploy inspect`` proves the ARM file is fully placed.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -91,7 +92,8 @@ def manifest_section(details: dict) -> dict:
                      "x86_twin_weights": details.get("x86_twin_weights")}}
 
 
-def convert(source: Source, out: Path, options: Options) -> dict:
+def convert(source: Source, out: Path, options: Options,
+            progress: Callable[[str], None] = lambda _m: None) -> dict:
     arch, quantize, fp16, weights = options.arch, options.quantize, options.fp16, options.weights
     if not source.model_name:
         raise ArtifactError(f"{source.directory}: unknown architecture; pass --model NAME")
