@@ -30,7 +30,7 @@ def main() -> None:
     step("export", sample["model"], "--weights", sample["weights"], "--labels", sample["labels"],
          "--out", export_dir.relative_to(ROOT), "--force")
     step("predict", export_dir.relative_to(ROOT), *first_of_each, "--topk", "3")
-    step("eval", export_dir.relative_to(ROOT), sample["test_dir"], "--min-top1", "0.97")
+    step("eval", export_dir.relative_to(ROOT), "--data", sample["test_dir"], "--min-top1", "0.97")
     onnx_dir, ov_dir = OUT / "onnx", OUT / "openvino"
     step("convert", export_dir.relative_to(ROOT), "--to", "onnx", "--out", onnx_dir.relative_to(ROOT),
          "--force")

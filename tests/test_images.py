@@ -211,10 +211,10 @@ def test_cli_ignores_fifo_and_directory_named_like_an_image(sample_export, sampl
     r = run_cli("predict", sample_export, folder, "--json", timeout=CLI_TIMEOUT)
     assert r.code == 0, r.stderr
     assert len(json.loads(r.stdout)) == 3 and r.stderr == ""
-    r = run_cli("eval", sample_export, folder, "--json", timeout=CLI_TIMEOUT)
+    r = run_cli("eval", sample_export, "--data", folder, "--json", timeout=CLI_TIMEOUT)
     assert r.code == 0, r.stderr
-    res = json.loads(r.stdout)
-    assert res["images"] == 3 and res["skipped"] == [] and r.stderr == ""
+    [res] = json.loads(r.stdout)
+    assert res["n"] == 3 and res["skipped"] == [] and r.stderr == ""
     r = run_cli("parity", sample_export, sample_export, "--images", folder, "--batch-sizes", "1,2",
                 "--json", timeout=CLI_TIMEOUT)
     assert r.code == 0, r.stderr
@@ -250,10 +250,10 @@ def test_cli_corrupt_images_are_skipped_with_a_count(sample_export, sample, tmp_
     assert "a_truncated.png is not a decodable image" in lines[0]
     _clean(r.stderr)
 
-    r = run_cli("eval", sample_export, folder, "--json", timeout=CLI_TIMEOUT)
+    r = run_cli("eval", sample_export, "--data", folder, "--json", timeout=CLI_TIMEOUT)
     assert r.code == 0, r.stderr
-    res = json.loads(r.stdout)
-    assert res["images"] == 3 and len(r.stderr.strip().splitlines()) == 1
+    [res] = json.loads(r.stdout)
+    assert res["n"] == 3 and len(r.stderr.strip().splitlines()) == 1
     assert [Path(s["image"]).name for s in res["skipped"]] == ["a_truncated.png", "b_corrupt.png"]
     assert "(PNG: IDAT: " in res["skipped"][1]["reason"]
     _clean(r.stderr)
@@ -268,7 +268,7 @@ def test_cli_corrupt_images_are_skipped_with_a_count(sample_export, sample, tmp_
 
 def test_cli_bad_images_stop(sample_export, sample, tmp_path):
     folder = _hostile_folder(tmp_path / "data", sample, good=2)
-    for cmd in (("predict", sample_export, folder), ("eval", sample_export, folder),
+    for cmd in (("predict", sample_export, folder), ("eval", sample_export, "--data", folder),
                 ("parity", sample_export, sample_export, "--images", folder)):
         r = run_cli(*cmd, "--bad-images", "stop", timeout=CLI_TIMEOUT)
         assert_one_line_error(r, "a_truncated.png is not a decodable image")
@@ -290,7 +290,7 @@ def test_cli_all_bad_is_an_error(sample_export, tmp_path):
     _truncated(folder / "3" / "a.png")
     _corrupt(folder / "3" / "b.png")
     (folder / "3" / "c.png").write_text("not an image")
-    for cmd in (("predict", sample_export, folder), ("eval", sample_export, folder),
+    for cmd in (("predict", sample_export, folder), ("eval", sample_export, "--data", folder),
                 ("parity", sample_export, sample_export, "--images", folder)):
         r = run_cli(*cmd, timeout=CLI_TIMEOUT)
         assert_one_line_error(r, "no usable images: all 3 were skipped", "a.png")

@@ -34,16 +34,17 @@ def test_predict_directory_and_batches_agree(sample_export, sample):
 
 
 def test_sample_accuracy_through_export(sample_export, sample):
-    r = run_cli("eval", sample_export, ROOT / sample["test_dir"], "--json", "--min-top1", "0.97")
+    r = run_cli("eval", sample_export, "--data", ROOT / sample["test_dir"], "--json",
+                "--min-top1", "0.97")
     assert r.code == 0, r.stderr
-    res = json.loads(r.stdout)
-    assert res["images"] == sample["test_images"] == 360
+    [res] = json.loads(r.stdout)
+    assert res["n"] == sample["test_images"] == 360
     assert res["top1"] >= 0.97
     assert abs(res["top1"] - sample["top1"]) < 1e-3  # sample.json records what the export gives
 
 
 def test_eval_budget_not_met_exits_2(sample_export, sample):
-    r = run_cli("eval", sample_export, ROOT / sample["test_dir"], "--min-top1", "1.0")
+    r = run_cli("eval", sample_export, "--data", ROOT / sample["test_dir"], "--min-top1", "1.0")
     assert r.code == 2
 
 

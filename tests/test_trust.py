@@ -56,7 +56,7 @@ def test_corrupted_file_is_refused(export_copy, sample):
     r = run_cli("predict", export_copy, _image(sample))
     assert_one_line_error(r, "inference.pdiparams does not match its sha256", "--no-verify")
     assert run_cli("predict", export_copy, _image(sample), "--no-verify").code == 0
-    for cmd in (("eval", export_copy, ROOT / sample["test_dir"]),
+    for cmd in (("eval", export_copy, "--data", ROOT / sample["test_dir"]),
                 ("parity", export_copy, export_copy, "--num-random", "1"),
                 ("convert", export_copy, "--to", "onnx", "--out", export_copy.parent / "o")):
         assert_one_line_error(run_cli(*cmd), "does not match its sha256")

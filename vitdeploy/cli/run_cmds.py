@@ -204,8 +204,8 @@ def _distinct_skipped(rows: list[EvalRow]) -> list[tuple[str, str]]:
 
 
 def _eval_table(rows: list[EvalRow], data: Path) -> None:
-    table = Table(title=f"accuracy on {data} ({max(r.n for r in rows)} images; "
-                        f"delta vs {rows[0].artifact})")
+    total = rows[0].n + len(rows[0].skipped)  # the images listed (after --limit), scored or not
+    table = Table(title=f"top-1 / top-5 on {data} ({total} images); delta vs {rows[0].artifact}")
     for col in ("artifact", "runtime", "stored", "computed", "top-1", "top-5", "Δ top-1 vs first",
                 "images"):
         table.add_column(col, justify="left" if col in ("artifact", "runtime") else "right")
