@@ -23,25 +23,31 @@ def step(*args: str) -> None:
 def main() -> None:
     sample = json.loads((ROOT / "samples" / "sample.json").read_text())
     test_dir = ROOT / sample["test_dir"]
-    export_dir = OUT / "export"
+    rel = {name: (OUT / name).relative_to(ROOT) for name in (
+        "export", "onnx", "openvino", "lite_arm8", "onnx_int8", "onnx_dynamic_int8",
+        "openvino_int8", "lite_arm8_int8")}
     first_of_each = [sorted(d.glob("*.png"))[0].relative_to(ROOT) for d in sorted(test_dir.iterdir())]
     print(f"Sample: {sample['model']} trained on scikit-learn digits "
           f"(top-1 {sample['top1']:.4f} recorded at training time)")
     step("export", sample["model"], "--weights", sample["weights"], "--labels", sample["labels"],
-         "--out", export_dir.relative_to(ROOT), "--force")
-    step("predict", export_dir.relative_to(ROOT), *first_of_each, "--topk", "3")
-    step("eval", export_dir.relative_to(ROOT), "--data", sample["test_dir"], "--min-top1", "0.97")
-    onnx_dir, ov_dir = OUT / "onnx", OUT / "openvino"
-    step("convert", export_dir.relative_to(ROOT), "--to", "onnx", "--out", onnx_dir.relative_to(ROOT),
+         "--out", rel["export"], "--force")
+    step("predict", rel["export"], *first_of_each, "--topk", "3")
+    step("convert", rel["export"], "--to", "onnx", "--out", rel["onnx"], "--force")
+    step("convert", rel["export"], "--to", "openvino", "--out", rel["openvino"], "--force")
+    step("convert", rel["export"], "--to", "lite", "--arch", "arm8", "--out", rel["lite_arm8"],
          "--force")
-    step("convert", export_dir.relative_to(ROOT), "--to", "openvino", "--out",
-         ov_dir.relative_to(ROOT), "--force")
-    lite_dir = OUT / "lite_arm8"
-    step("convert", export_dir.relative_to(ROOT), "--to", "lite", "--arch", "arm8", "--out",
-         lite_dir.relative_to(ROOT), "--force")
-    step("inspect", (lite_dir / "model.nb").relative_to(ROOT))
-    step("parity", export_dir.relative_to(ROOT), onnx_dir.relative_to(ROOT),
-         ov_dir.relative_to(ROOT), lite_dir.relative_to(ROOT), "--images", sample["test_dir"])
+    step("inspect", rel["lite_arm8"] / "model.nb")
+    # int8: calibrated on the training split's calib_dir, never on the evaluation images
+    step("convert", rel["export"], "--to", "onnx", "--quantize", "int8", "--calib",
+         sample["calib_dir"], "--out", rel["onnx_int8"], "--force")
+    step("convert", rel["export"], "--to", "onnx", "--quantize", "dynamic-int8",
+         "--out", rel["onnx_dynamic_int8"], "--force")
+    step("convert", rel["export"], "--to", "openvino", "--quantize", "int8", "--calib",
+         sample["calib_dir"], "--out", rel["openvino_int8"], "--force")
+    step("convert", rel["export"], "--to", "lite", "--arch", "arm8", "--quantize", "int8",
+         "--out", rel["lite_arm8_int8"], "--force")
+    step("parity", *rel.values(), "--images", sample["test_dir"])
+    step("eval", *rel.values(), "--data", sample["test_dir"], "--min-top1", "0.97")
 
 
 if __name__ == "__main__":

@@ -99,3 +99,12 @@ def test_models_json_in_process():
 def test_parity_input_memory_is_bounded(sample_export):
     r = invoke("parity", sample_export, sample_export, "--num-random", "100000000")
     assert_one_line_error(r, "parity holds its inputs in memory", "smaller --num-random")
+
+
+def test_json_output_is_strict():
+    """NaN / inf (e.g. a model giving non-finite outputs) become null, never invalid JSON."""
+    from vitdeploy.cli.base import _finite
+
+    data = _finite({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}, "e": 2})
+    assert data == {"a": None, "b": [1.0, None], "c": {"d": None}, "e": 2}
+    json.dumps(data, allow_nan=False)

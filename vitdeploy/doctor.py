@@ -14,6 +14,7 @@ _PACKAGES = (
     ("onnxslim", "ONNX graph cleaning", "pip install onnxslim"),
     ("onnxruntime", "runtime onnxruntime", "pip install onnxruntime"),
     ("openvino", "runtime openvino, convert --to openvino", "pip install openvino"),
+    ("nncf", "convert --to openvino --quantize int8", "pip install nncf"),
     ("opencv-python-headless", "image decoding and resizing", "pip install opencv-python-headless"),
 )
 

@@ -21,6 +21,19 @@ _ONNX_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear",
 _PADDLE_INT8_MARKERS = (b"quantize_linear", b"fake_quantize", b"fake_channel_wise", b"quant_linear")
 
 
+def batch_dependent(model_file: str | Path) -> bool:
+    """Dynamic int8 (ONNX Runtime's quantize_dynamic) takes activation scales from each batch, so
+    one input's output depends on what it is batched with; static QDQ does not."""
+    p = Path(model_file)
+    if p.suffix.lower() != ".onnx":
+        return False
+    import onnx
+
+    graph = onnx.load(str(p), load_external_data=False).graph
+    ops = {n.op_type for n in graph.node}
+    return "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops
+
+
 def looser(*precisions: str) -> str:
     known = [p for p in precisions if p in ORDER]
     return max(known, key=ORDER.index) if known else "fp32"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import sys
 import warnings
@@ -89,8 +90,20 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def _finite(data: Any) -> Any:
+    """Strict JSON has no NaN/Infinity (json.dumps would write them): they become null; the
+    failures that explain them are in the same record."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return None
+    if isinstance(data, dict):
+        return {k: _finite(v) for k, v in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [_finite(v) for v in data]
+    return data
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    sys.stdout.write(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
 def _version(value: bool) -> None:

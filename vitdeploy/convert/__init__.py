@@ -29,7 +29,7 @@ TARGETS: dict[str, ModuleType] = {
     "openvino": openvino_target,
     "lite": lite_target,
 }
-_TOOLS = ("paddlepaddle", "paddle2onnx", "onnx", "onnxslim", "onnxruntime", "openvino")
+_TOOLS = ("paddlepaddle", "paddle2onnx", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf")
 
 
 @dataclass

@@ -1,0 +1,179 @@
+"""ONNX Runtime int8 recipes on the sample (a small DeiT trained on sklearn digits): real
+calibration, accuracy against the measured fp32, the graph's QDQ placement, determinism, and the
+accuracy budget's fall-back to float."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from conftest import ROOT
+
+from vitdeploy.artifacts import read_artifact_info
+from vitdeploy.errors import CheckNotMet, ExportError, OptionError
+from vitdeploy.evaluate import labelled_images
+from vitdeploy.preprocess import preprocess_batch
+from vitdeploy.quantize.calib import Calibration, EvalSet, load_calibration
+from vitdeploy.quantize.onnxruntime import ORT_MODES, quantize_onnx
+
+pytestmark = pytest.mark.slow  # real calibration and quantization of the sample
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def predict(model: Path, x: np.ndarray) -> np.ndarray:
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    sess = ort.InferenceSession(str(model), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, {"x": x})[0]
+
+
+def producers(model: onnx.ModelProto) -> dict[str, str]:
+    return {o: n.op_type for n in model.graph.node for o in n.output}
+
+
+@pytest.fixture(scope="module")
+def data(sample, sample_onnx) -> tuple[Calibration, EvalSet]:
+    info = read_artifact_info(sample_onnx)
+    calib = load_calibration(ROOT / sample["calib_dir"], info.preprocess)
+    pairs = labelled_images(ROOT / sample["test_dir"], info.labels)
+    x = preprocess_batch([p for p, _ in pairs], info.preprocess)
+    return calib, EvalSet(x, np.array([c for _, c in pairs], dtype=np.int64), "test")
+
+
+@pytest.fixture(scope="module")
+def static(sample_onnx, data, tmp_path_factory) -> tuple[Path, dict, list[str]]:
+    calib, eval_set = data
+    lines: list[str] = []
+    dest = tmp_path_factory.mktemp("ort-int8") / "model.onnx"
+    record = quantize_onnx(sample_onnx / "model.onnx", dest, "int8", calib, eval_set=eval_set,
+                           max_drop=0.5, progress=lines.append)
+    return dest, record, lines
+
+
+def boundary_set(model: Path, eval_set: EvalSet, steps: int, n: int = 48) -> EvalSet:
+    """Blends of two test digits of different classes, bisected ``steps`` times towards where fp32
+    changes its answer, labelled with fp32's answer: the more steps, the thinner fp32's margin and
+    the more answers int8's noise flips (fp32 top-1 is 1.0 by construction)."""
+    i = np.arange(n) * 7 % len(eval_set.x)
+    a, b = eval_set.x[i], eval_set.x[(i + len(eval_set.x) // 2) % len(eval_set.x)]
+    first = predict(model, a).argmax(1)
+    lo, hi = np.zeros(n, np.float32), np.ones(n, np.float32)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        same = predict(model, a + mid[:, None, None, None] * (b - a)).argmax(1) == first
+        lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
+    x = (a + lo[:, None, None, None] * (b - a)).astype(np.float32)
+    return EvalSet(x, predict(model, x).argmax(1), f"boundary-{steps}")
+
+
+def test_static_int8_keeps_top1_and_quantizes_only_weight_layers(static, sample_onnx, data, sample):
+    dest, record, lines = static
+    calib, eval_set = data
+    ref = predict(sample_onnx / "model.onnx", eval_set.x)
+    fp32 = float((ref.argmax(1) == eval_set.y).mean())
+    assert fp32 == pytest.approx(sample["top1"], abs=0.005)
+    acc = record["accuracy"]
+    assert acc["fp32_top1"] == pytest.approx(fp32, abs=1e-6) and acc["n"] == len(eval_set.y)
+    assert acc["drop_points"] <= 0.5 and record["kept_float"] == []
+    out = predict(dest, eval_set.x)
+    assert (out.argmax(1) == eval_set.y).mean() == pytest.approx(acc["int8_top1"], abs=1e-6)
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.99
+    assert record["mode"] == "int8" and record["calibration"] == calib.to_record()
+    recipe = record["recipe"]
+    assert recipe["format"] == "QDQ" and recipe["per_channel"] and recipe["weight_type"] == "int8"
+    assert recipe["calibration"]["method"] == "Percentile" and "sensitivity" not in recipe
+    assert any("calibrating" in ln for ln in lines)
+
+    model = onnx.load(str(dest))
+    made_by = producers(model)
+    consts = {i.name for i in model.graph.initializer}
+    matmuls = [n for n in model.graph.node if n.op_type in ("MatMul", "Gemm")]
+    quantized = [n for n in matmuls if all(made_by.get(i) == "DequantizeLinear" for i in n.input[:2])]
+    attention = [n for n in matmuls if made_by.get(n.input[1]) not in ("DequantizeLinear", None)
+                 and n.input[1] not in consts]
+    assert len(quantized) == recipe["layers_quantized"] == 17  # 16 weight MatMuls + the head Gemm
+    assert len(attention) == 8 and not any(made_by.get(i) == "DequantizeLinear"
+                                           for n in attention for i in n.input)
+    for n in model.graph.node:
+        if n.op_type in ("LayerNormalization", "Softmax", "Add", "Erf"):
+            assert not any(made_by.get(i) == "DequantizeLinear" for i in n.input), n.name
+    assert sum(n.op_type == "QuantizeLinear" for n in model.graph.node) > 0
+
+
+def test_dynamic_int8_keeps_top1(sample_onnx, data, tmp_path):
+    calib, eval_set = data
+    dest = tmp_path / "dyn.onnx"
+    record = quantize_onnx(sample_onnx / "model.onnx", dest, "dynamic-int8", eval_set=eval_set,
+                           max_drop=0.5)
+    assert record["mode"] == "dynamic-int8" and record["calibration"] is None
+    assert record["accuracy"]["drop_points"] <= 0.5 and record["kept_float"] == []
+    ref = predict(sample_onnx / "model.onnx", eval_set.x)
+    assert (predict(dest, eval_set.x).argmax(1) == ref.argmax(1)).mean() >= 0.99
+    ops = [n.op_type for n in onnx.load(str(dest)).graph.node]
+    assert "MatMulInteger" in ops and "DynamicQuantizeLinear" in ops and "QuantizeLinear" not in ops
+    again = tmp_path / "dyn2.onnx"
+    quantize_onnx(sample_onnx / "model.onnx", again, "dynamic-int8")
+    assert digest(again) == digest(dest)
+
+
+def test_static_int8_is_byte_identical(static, sample_onnx, data, tmp_path):
+    again = tmp_path / "again.onnx"
+    record = quantize_onnx(sample_onnx / "model.onnx", again, "int8", data[0])
+    assert digest(again) == digest(static[0])
+    assert record["accuracy"] is None and record["kept_float"] == []
+
+
+def test_budget_puts_the_most_sensitive_layers_back_in_float(sample_onnx, data, tmp_path):
+    calib, eval_set = data
+    hard = boundary_set(sample_onnx / "model.onnx", eval_set, steps=4)
+    lines: list[str] = []
+    dest = tmp_path / "budget.onnx"
+    record = quantize_onnx(sample_onnx / "model.onnx", dest, "int8", calib, eval_set=hard,
+                           max_drop=0.0, progress=lines.append)
+    acc, kept, recipe = record["accuracy"], record["kept_float"], record["recipe"]
+    assert acc["fp32_top1"] == 1.0 and acc["drop_points"] <= 0.0
+    assert kept and kept[0] == recipe["sensitivity"]["top"][0][0]  # most sensitive first
+    assert recipe["budget_steps"][0]["kept_float"] == 1 and recipe["budget_steps"][0]["drop_points"] > 0
+    assert any(ln.startswith("accuracy budget") for ln in lines)
+    model = onnx.load(str(dest))
+    made_by = producers(model)
+    for n in model.graph.node:
+        if n.name in kept:  # back in float: fed float weights and activations
+            assert not any(made_by.get(i) == "DequantizeLinear" for i in n.input[:2]), n.name
+    assert (predict(dest, hard.x).argmax(1) == hard.y).all()
+
+
+def test_budget_out_of_reach_raises_check_not_met(sample_onnx, data, tmp_path):
+    calib, eval_set = data
+    razor = boundary_set(sample_onnx / "model.onnx", eval_set, steps=20)  # margins ~1e-5
+    dest = tmp_path / "never.onnx"
+    with pytest.raises(CheckNotMet) as err:
+        quantize_onnx(sample_onnx / "model.onnx", dest, "int8", calib, eval_set=razor, max_drop=0.0)
+    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+    assert "best drop reached" in str(err.value) and "kept in float" in str(err.value)
+    assert not dest.exists()
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, data):
+    calib, eval_set = data
+    src = tmp_path / "model.onnx"
+    with pytest.raises(OptionError, match="int4") as err:
+        quantize_onnx(src, tmp_path / "q.onnx", "int4", calib)
+    assert all(m in str(err.value) for m in ORT_MODES)
+    with pytest.raises(OptionError, match=r"static int8 needs calibration images: pass --calib DIR"):
+        quantize_onnx(src, tmp_path / "q.onnx", "int8")
+    with pytest.raises(OptionError, match="--eval-data"):
+        quantize_onnx(src, tmp_path / "q.onnx", "int8", calib, max_drop=0.5)
+    with pytest.raises(ExportError, match="not found"):
+        quantize_onnx(src, tmp_path / "q.onnx", "dynamic-int8")
+    src.write_bytes(b"not an onnx model")
+    with pytest.raises(ExportError) as err:
+        quantize_onnx(src, tmp_path / "q.onnx", "dynamic-int8")
+    assert "\n" not in str(err.value)

@@ -1,0 +1,167 @@
+"""OpenVINO int8 (NNCF) on the sample (a small DeiT trained on sklearn digits): real calibration,
+accuracy against the measured fp32, FakeQuantize placement, byte-identical reruns, and the
+accuracy budget reverting the most sensitive layers to float."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import nncf
+import numpy as np
+import openvino as ov
+import pytest
+from conftest import ROOT
+
+from vitdeploy.artifacts import read_artifact_info
+from vitdeploy.errors import CheckNotMet, ExportError, OptionError
+from vitdeploy.evaluate import labelled_images
+from vitdeploy.preprocess import preprocess_batch
+from vitdeploy.quantize.calib import Calibration, EvalSet, load_calibration
+from vitdeploy.quantize.openvino import OV_MODES, quantize_ir, quantized_layers
+from vitdeploy.runtimes.openvino import OpenVinoRuntime
+
+pytestmark = pytest.mark.slow  # real calibration and quantization of the sample
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def predict(xml: Path, x: np.ndarray) -> np.ndarray:
+    rt = OpenVinoRuntime(xml, precision="fp32")
+    rt.load()
+    return np.concatenate([rt.predict(x[i:i + 32]) for i in range(0, len(x), 32)])
+
+
+@pytest.fixture(scope="module")
+def data(sample, sample_openvino) -> tuple[Calibration, EvalSet]:
+    info = read_artifact_info(sample_openvino)
+    calib = load_calibration(ROOT / sample["calib_dir"], info.preprocess)
+    pairs = labelled_images(ROOT / sample["test_dir"], info.labels)
+    x = preprocess_batch([p for p, _ in pairs], info.preprocess)
+    return calib, EvalSet(x, np.array([c for _, c in pairs], dtype=np.int64), "test")
+
+
+@pytest.fixture(scope="module")
+def int8(sample_openvino, data, tmp_path_factory) -> tuple[Path, dict, list[str]]:
+    calib, eval_set = data
+    lines: list[str] = []
+    dest = tmp_path_factory.mktemp("ov-int8") / "model.xml"
+    record = quantize_ir(sample_openvino / "model.xml", dest, "int8", calib, eval_set=eval_set,
+                         max_drop=0.5, progress=lines.append)
+    return dest, record, lines
+
+
+def boundary_set(xml: Path, eval_set: EvalSet, steps: int, n: int = 48) -> EvalSet:
+    """Blends of two test digits of different classes, bisected ``steps`` times towards where fp32
+    changes its answer, labelled with fp32's answer: fp32 top-1 is 1.0 by construction and int8's
+    noise flips some of these thin margins."""
+    i = np.arange(n) * 7 % len(eval_set.x)
+    a, b = eval_set.x[i], eval_set.x[(i + len(eval_set.x) // 2) % len(eval_set.x)]
+    first = predict(xml, a).argmax(1)
+    lo, hi = np.zeros(n, np.float32), np.ones(n, np.float32)
+    for _ in range(steps):
+        mid = (lo + hi) / 2
+        same = predict(xml, a + mid[:, None, None, None] * (b - a)).argmax(1) == first
+        lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
+    x = (a + lo[:, None, None, None] * (b - a)).astype(np.float32)
+    return EvalSet(x, predict(xml, x).argmax(1), f"boundary-{steps}")
+
+
+def test_int8_keeps_top1_and_places_fake_quantize(int8, sample_openvino, data, sample):
+    dest, record, lines = int8
+    calib, eval_set = data
+    ref = predict(sample_openvino / "model.xml", eval_set.x)
+    fp32 = float((ref.argmax(1) == eval_set.y).mean())
+    assert fp32 == pytest.approx(sample["top1"], abs=0.005)
+    acc = record["accuracy"]
+    assert acc["fp32_top1"] == pytest.approx(fp32, abs=1e-6) and acc["n"] == len(eval_set.y)
+    assert acc["drop_points"] <= 0.5 and record["kept_float"] == []
+    out = predict(dest, eval_set.x)
+    assert (out.argmax(1) == eval_set.y).mean() == pytest.approx(acc["int8_top1"], abs=1e-6)
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.99
+    assert record["mode"] == "int8" and record["calibration"] == calib.to_record()
+    recipe = record["recipe"]
+    assert recipe["tool"] == "nncf" and recipe["nncf"] == nncf.__version__
+    assert recipe["model_type"] == "transformer" and recipe["subset_size"] == len(calib.images)
+    assert recipe["smooth_quant_alpha"] is None
+    assert any("NNCF" in ln for ln in lines) and any("top-1" in ln for ln in lines)
+
+    model = ov.Core().read_model(str(dest))
+    ops = model.get_ordered_ops()
+    assert sum(op.get_type_name() == "FakeQuantize" for op in ops) > 0
+    # every weight layer (patch conv, 16 block MatMuls, head) and the 4 attention cores in int8
+    assert len(quantized_layers(model)) == record["quantized_layers"] == 22
+    for op in ops:  # LayerNorm and GELU stay float: no FakeQuantize feeds them
+        if op.get_type_name() in ("MVN", "Gelu", "Softmax"):
+            assert all(i.get_source_output().get_node().get_type_name() != "FakeQuantize"
+                       for i in op.inputs()), op.get_friendly_name()
+    assert not quantized_layers(ov.Core().read_model(str(sample_openvino / "model.xml")))
+
+
+def test_int8_is_byte_identical_and_quiet(int8, sample_openvino, data, tmp_path, capfd):
+    again = tmp_path / "again.xml"
+    capfd.readouterr()
+    record = quantize_ir(sample_openvino / "model.xml", again, "int8", data[0])
+    assert capfd.readouterr().out == ""  # NNCF's progress bars stay off stdout (--json)
+    assert digest(again) == digest(int8[0])
+    assert digest(again.with_suffix(".bin")) == digest(int8[0].with_suffix(".bin"))
+    assert record["accuracy"] is None and record["kept_float"] == []
+
+
+def test_budget_reverts_the_most_sensitive_layers_to_float(sample_openvino, data, tmp_path):
+    calib, eval_set = data
+    hard = boundary_set(sample_openvino / "model.xml", eval_set, steps=4)
+    lines: list[str] = []
+    dest = tmp_path / "budget.xml"
+    record = quantize_ir(sample_openvino / "model.xml", dest, "int8", calib, eval_set=hard,
+                         max_drop=0.0, progress=lines.append)
+    acc, kept = record["accuracy"], record["kept_float"]
+    assert acc["fp32_top1"] == 1.0 and acc["int8_top1_all_layers"] < 1.0  # the budget was needed
+    assert acc["drop_points"] <= 0.0 and 0 < len(kept) < record["quantized_layers"]
+    assert any("reverting" in ln for ln in lines)
+    left = quantized_layers(ov.Core().read_model(str(dest)))
+    assert left and not set(kept) & set(left)
+    assert (predict(dest, hard.x).argmax(1) == hard.y).all()
+
+
+def test_budget_out_of_reach_raises_check_not_met(sample_openvino, data, tmp_path, monkeypatch):
+    calib, eval_set = data
+    hard = boundary_set(sample_openvino / "model.xml", eval_set, steps=4)
+
+    def gives_up(model, calibration, _validation, _fn, **kw):
+        # NNCF reverting nothing: what it returns when no layer set meets the budget
+        return nncf.quantize(model, calibration, preset=kw["preset"], model_type=kw["model_type"],
+                             subset_size=kw["subset_size"],
+                             fast_bias_correction=kw["fast_bias_correction"],
+                             advanced_parameters=kw["advanced_quantization_parameters"])
+
+    monkeypatch.setattr(nncf, "quantize_with_accuracy_control", gives_up)
+    dest = tmp_path / "never.xml"
+    with pytest.raises(CheckNotMet) as err:
+        quantize_ir(sample_openvino / "model.xml", dest, "int8", calib, eval_set=hard, max_drop=0.0)
+    assert err.value.exit_code == 2 and "\n" not in str(err.value)
+    assert "points below fp32" in str(err.value) and "kept in float" in str(err.value)
+    assert not dest.exists() and not dest.with_suffix(".bin").exists()
+
+
+def test_bad_inputs_are_one_line_errors(tmp_path, data, sample_openvino):
+    calib, eval_set = data
+    small = Calibration(calib.batch[:2, :, :16, :16].copy(), calib.images[:2], "crop")
+    with pytest.raises(OptionError, match="calibration images are"):
+        quantize_ir(sample_openvino / "model.xml", tmp_path / "q.xml", "int8", small)
+    src = tmp_path / "model.xml"
+    with pytest.raises(OptionError, match="int4") as err:
+        quantize_ir(src, tmp_path / "q.xml", "int4", calib)
+    assert all(m in str(err.value) for m in OV_MODES)
+    with pytest.raises(OptionError, match="--eval-data"):
+        quantize_ir(src, tmp_path / "q.xml", "int8", calib, max_drop=0.5)
+    with pytest.raises(OptionError, match="--max-drop"):
+        quantize_ir(src, tmp_path / "q.xml", "int8", calib, eval_set=eval_set, max_drop=-1)
+    with pytest.raises(ExportError, match="not found"):
+        quantize_ir(src, tmp_path / "q.xml", "int8", calib)
+    src.write_text("<net>not an IR")
+    with pytest.raises(ExportError) as err:
+        quantize_ir(src, tmp_path / "q.xml", "int8", calib)
+    assert "\n" not in str(err.value)
