@@ -199,13 +199,13 @@ def run_parity(ref_dir: str | Path, artifacts: Sequence[str | Path], *,
             with Predictor(art, runtime=name, precision=precision, strict_precision=False,
                            model=model, verify=verify) as pred:
                 rows.append(_compare_artifact(pred, str(art), x, expected, ref_pre, batch_sizes,
-                                              overrides, say))
+                                              overrides, say, inputs["kind"] == "random"))
     return ParityReport(all(r.passed for r in rows), reference, inputs, list(batch_sizes), rows)
 
 
 def _compare_artifact(pred: Predictor, art: str, x: np.ndarray, expected: np.ndarray, ref_pre,
-                      batch_sizes: Sequence[int], overrides: dict,
-                      say: Callable[[str], None]) -> ParityRow:
+                      batch_sizes: Sequence[int], overrides: dict, say: Callable[[str], None],
+                      random_inputs: bool = False) -> ParityRow:
     rt = pred.runtime
     stored, computed = rt.artifact_precision, rt.compute_precision
     judged, tol = tolerance_for(stored, computed, overrides)
@@ -214,6 +214,9 @@ def _compare_artifact(pred: Predictor, art: str, x: np.ndarray, expected: np.nda
         tol = replace(tol, max_batch_diff=None)
         notes.append("dynamic int8: activation scales follow each batch, so outputs vary with "
                      "batch size; batch consistency not judged")
+    elif random_inputs and judged == "int8":
+        notes.append("static int8 was calibrated on images: random inputs fall outside its "
+                     "activation ranges, so pass --images for a meaningful comparison")
     outs = []
     for b in batch_sizes:
         say(f"{Path(art).name}: {rt.name} ({computed}) at batch {b}")

@@ -138,12 +138,15 @@ def _parity_table(report) -> None:
     for r in report.results:
         verdict = "[green]pass[/]" if r.passed else "[red]FAIL[/] " + "; ".join(r.failures)
         runtime = f"{r.runtime} ({r.detail})" if r.detail else r.runtime
-        computed = r.compute_precision + "".join(f" ({n})" for n in r.notes)
-        table.add_row(r.artifact, runtime, r.artifact_precision, computed, r.precision,
+        table.add_row(r.artifact, runtime, r.artifact_precision,
+                      r.compute_precision + ("*" if r.notes else ""), r.precision,
                       f"{r.max_abs:.2e}", f"{r.mean_abs:.2e}",
                       f"{r.cosine_min:.7f}", f"{r.top1_agreement:.1%}", f"{r.top5_overlap:.1%}",
                       f"{r.batch_max_diff:.1e}", verdict)
     out.print(table)
+    for r in report.results:
+        for note in r.notes:
+            out.print(f"* {r.artifact}: {note}", markup=False, highlight=False)
     out.print("[green]all artifacts agree with the reference[/]" if report.passed
               else "[red]parity check failed[/]")
 

@@ -56,6 +56,8 @@ class OpenVinoRuntime(Runtime):
         note = fallback_note(want, self.compute_precision, caps)
         if note:
             self.notes.append(note)
+        if _runs_int8(self._compiled):  # an NNCF IR: its quantized layers run u8/i8 kernels
+            self.compute_precision = "int8"
         self.input_shape = [str(d) for d in self._compiled.input(0).get_partial_shape()]
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -83,3 +85,16 @@ def fallback_note(requested: str, used: str, capabilities: list[str] | tuple[str
     if _CAPABILITY.get(requested) and _CAPABILITY[requested] not in capabilities:
         return f"this CPU has no {requested}; computed in {used}"
     return f"asked for {requested}; OpenVINO computed in {used}"
+
+
+_GEMM_LAYERS = {"FullyConnected", "MatMul", "Convolution", "ScaledAttn"}
+
+
+def _runs_int8(compiled) -> bool:
+    """Whether the compiled (runtime) graph runs matrix layers in integer precision."""
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        if "layerType" in info and info["layerType"].astype(str) in _GEMM_LAYERS and \
+                info["runtimePrecision"].astype(str) in ("u8", "i8"):
+            return True
+    return False
