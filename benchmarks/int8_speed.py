@@ -1,7 +1,10 @@
-"""int8 vs fp32 latency on the same runtime, interleaved in one process per runtime (runtimes
-sharing a process slow each other), with the CPU's ISA flags: docs/quantization.md's speed table.
+"""int8 vs fp32 latency on the same runtime, with the CPU's ISA flags: docs/quantization.md's
+speed table. Each artifact runs in its own process (sessions sharing a process slow each other:
+ONNX Runtime's spinning pools, OpenVINO's TBB), and the processes are interleaved in rounds
+(A B C A B C ...) so drifting machine load favours none; the median over rounds is reported.
 
-    python benchmarks/int8_speed.py [--model DeiT_base_patch16_224] [--batch-sizes 1,8] [--repeat 20]
+    python benchmarks/int8_speed.py [--model DeiT_base_patch16_224] [--batch-sizes 1,8]
+                                    [--repeat 20] [--rounds 3]
 
 Builds (cached under .cache/bench-int8/MODEL): a seeded random checkpoint, its export, ONNX fp32 /
 static int8 / dynamic int8 and OpenVINO fp32 / NNCF int8, calibrated on seeded noise images
@@ -72,39 +75,36 @@ def build(model: str, work: Path, calib_size: int) -> dict[str, Path]:
     return arts
 
 
-def measure(runtime: str, dirs: dict[str, str], batch_sizes: list[int], repeat: int) -> dict:
-    """In this (child) process: every artifact on one runtime, runs interleaved A B C A B C."""
+def measure(runtime: str, directory: str, batch_sizes: list[int], repeat: int) -> dict:
+    """In this (child) process: one artifact, warmup excluded, median ms per batch size, and its
+    cosine to the fp32 artifact of the same runtime on seeded inputs (outputs saved for that)."""
     import numpy as np
 
     from vitdeploy import Predictor
 
-    preds = {name: Predictor(d, runtime=runtime) for name, d in dirs.items()}
-    size = next(iter(preds.values())).input_size
-    out: dict = {name: {} for name in preds}
-    for b in batch_sizes:
-        x = np.random.default_rng(b).standard_normal((b, 3, size, size)).astype(np.float32)
-        times: dict[str, list[float]] = {name: [] for name in preds}
-        for p in preds.values():  # warmup
+    out: dict = {}
+    with Predictor(directory, runtime=runtime) as p:
+        size = p.input_size
+        for b in batch_sizes:
+            x = np.random.default_rng(b).standard_normal((b, 3, size, size)).astype(np.float32)
             for _ in range(3):
                 p.predict_batch(x)
-        for _ in range(repeat):
-            for name, p in preds.items():
+            times = []
+            for _ in range(repeat):
                 t0 = time.perf_counter()
                 p.predict_batch(x)
-                times[name].append((time.perf_counter() - t0) * 1e3)
-        for name in preds:
-            out[name][str(b)] = statistics.median(times[name])
-    ref = next(iter(preds.values()))
-    x = np.random.default_rng(99).standard_normal((8, 3, size, size)).astype(np.float32)
-    y = ref.predict_batch(x)
-    for name, p in preds.items():
-        z = p.predict_batch(x)
-        cos = (y * z).sum(1) / (np.linalg.norm(y, axis=1) * np.linalg.norm(z, axis=1))
-        out[name]["cosine_min"] = float(cos.min())
-        out[name]["precision"] = [p.runtime.artifact_precision, p.runtime.compute_precision]
-    for p in preds.values():
-        p.close()
+                times.append((time.perf_counter() - t0) * 1e3)
+            out[str(b)] = statistics.median(times)
+        x = np.random.default_rng(99).standard_normal((8, 3, size, size)).astype(np.float32)
+        np.save(Path(directory) / ".bench_logits.npy", p.predict_batch(x))
+        out["precision"] = [p.runtime.artifact_precision, p.runtime.compute_precision]
     return out
+
+
+def cosine_min(a, b) -> float:
+    import numpy as np
+
+    return float(((a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))).min())
 
 
 def main() -> None:
@@ -113,24 +113,34 @@ def main() -> None:
     ap.add_argument("--batch-sizes", default="1,8")
     ap.add_argument("--repeat", type=int, default=20)
     ap.add_argument("--calib-size", type=int, default=64)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     batch_sizes = [int(b) for b in args.batch_sizes.split(",")]
-    if args.child:  # one runtime in its own process
+    if args.child:  # one artifact in its own process
         job = json.loads(args.child)
-        print(json.dumps(measure(job["runtime"], job["dirs"], batch_sizes, args.repeat)))
+        print(json.dumps(measure(job["runtime"], job["dir"], batch_sizes, args.repeat)))
         return
+    import numpy as np
+
     work = ROOT / ".cache" / "bench-int8" / args.model
     arts = build(args.model, work, args.calib_size)
     machine = cpu()
+    rounds: dict[str, list[dict]] = {name: [] for name in arts}
+    for _ in range(args.rounds):
+        for name, d in arts.items():
+            runtime = "onnxruntime" if name.startswith("onnx") else "openvino"
+            job = json.dumps({"runtime": runtime, "dir": str(d)})
+            proc = subprocess.run([sys.executable, __file__, "--child", job, "--batch-sizes",
+                                   args.batch_sizes, "--repeat", str(args.repeat)],
+                                  capture_output=True, text=True, check=True, cwd=ROOT)
+            rounds[name].append(json.loads(proc.stdout.strip().splitlines()[-1]))
     results = {}
-    for runtime in ("onnxruntime", "openvino"):
-        dirs = {k: str(v) for k, v in arts.items() if k.startswith(runtime.replace("runtime", ""))}
-        job = json.dumps({"runtime": runtime, "dirs": dirs})
-        proc = subprocess.run([sys.executable, __file__, "--child", job, "--batch-sizes",
-                               args.batch_sizes, "--repeat", str(args.repeat)],
-                              capture_output=True, text=True, check=True, cwd=ROOT)
-        results.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    for name, runs in rounds.items():
+        fp32 = np.load(arts[name.split()[0] + " fp32"] / ".bench_logits.npy")
+        results[name] = {str(b): statistics.median(r[str(b)] for r in runs) for b in batch_sizes}
+        results[name]["precision"] = runs[0]["precision"]
+        results[name]["cosine_min"] = cosine_min(fp32, np.load(arts[name] / ".bench_logits.npy"))
     print(f"\n{args.model} on {machine['model']} ({machine['physical_cores']} physical cores; "
           f"ISA: {', '.join(machine['isa']) or 'none of ' + ', '.join(ISA)})\n")
     cols = " | ".join(f"bs={b} ms" for b in batch_sizes)
@@ -145,7 +155,7 @@ def main() -> None:
               f"{r['cosine_min']:.4f} |")
     out = work / "int8_speed.json"
     out.write_text(json.dumps({"model": args.model, "machine": machine, "repeat": args.repeat,
-                               "results": results}, indent=2))
+                               "rounds": args.rounds, "results": results}, indent=2))
     print(f"\nwritten {out}")
 
 
