@@ -4,27 +4,20 @@ accuracy budget's fall-back to float."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
-from conftest import ROOT
+from quantize_helpers import boundary_set, digest, sample_data
 
-from vitdeploy.artifacts import read_artifact_info
 from vitdeploy.errors import CheckNotMet, ExportError, OptionError
-from vitdeploy.evaluate import labelled_images
-from vitdeploy.preprocess import preprocess_batch
-from vitdeploy.quantize.calib import Calibration, EvalSet, load_calibration
+from vitdeploy.quantize.calib import Calibration, EvalSet
 from vitdeploy.quantize.onnxruntime import ORT_MODES, quantize_onnx
 
 pytestmark = pytest.mark.slow  # real calibration and quantization of the sample
 
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def predict(model: Path, x: np.ndarray) -> np.ndarray:
@@ -40,11 +33,7 @@ def producers(model: onnx.ModelProto) -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def data(sample, sample_onnx) -> tuple[Calibration, EvalSet]:
-    info = read_artifact_info(sample_onnx)
-    calib = load_calibration(ROOT / sample["calib_dir"], info.preprocess)
-    pairs = labelled_images(ROOT / sample["test_dir"], info.labels)
-    x = preprocess_batch([p for p, _ in pairs], info.preprocess)
-    return calib, EvalSet(x, np.array([c for _, c in pairs], dtype=np.int64), "test")
+    return sample_data(sample, sample_onnx)
 
 
 @pytest.fixture(scope="module")
@@ -55,22 +44,6 @@ def static(sample_onnx, data, tmp_path_factory) -> tuple[Path, dict, list[str]]:
     record = quantize_onnx(sample_onnx / "model.onnx", dest, "int8", calib, eval_set=eval_set,
                            max_drop=0.5, progress=lines.append)
     return dest, record, lines
-
-
-def boundary_set(model: Path, eval_set: EvalSet, steps: int, n: int = 48) -> EvalSet:
-    """Blends of two test digits of different classes, bisected ``steps`` times towards where fp32
-    changes its answer, labelled with fp32's answer: the more steps, the thinner fp32's margin and
-    the more answers int8's noise flips (fp32 top-1 is 1.0 by construction)."""
-    i = np.arange(n) * 7 % len(eval_set.x)
-    a, b = eval_set.x[i], eval_set.x[(i + len(eval_set.x) // 2) % len(eval_set.x)]
-    first = predict(model, a).argmax(1)
-    lo, hi = np.zeros(n, np.float32), np.ones(n, np.float32)
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        same = predict(model, a + mid[:, None, None, None] * (b - a)).argmax(1) == first
-        lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
-    x = (a + lo[:, None, None, None] * (b - a)).astype(np.float32)
-    return EvalSet(x, predict(model, x).argmax(1), f"boundary-{steps}")
 
 
 def test_static_int8_keeps_top1_and_quantizes_only_weight_layers(static, sample_onnx, data, sample):
@@ -132,7 +105,7 @@ def test_static_int8_is_byte_identical(static, sample_onnx, data, tmp_path):
 
 def test_budget_puts_the_most_sensitive_layers_back_in_float(sample_onnx, data, tmp_path):
     calib, eval_set = data
-    hard = boundary_set(sample_onnx / "model.onnx", eval_set, steps=4)
+    hard = boundary_set(predict, sample_onnx / "model.onnx", eval_set, steps=4)
     lines: list[str] = []
     dest = tmp_path / "budget.onnx"
     record = quantize_onnx(sample_onnx / "model.onnx", dest, "int8", calib, eval_set=hard,
@@ -152,7 +125,7 @@ def test_budget_puts_the_most_sensitive_layers_back_in_float(sample_onnx, data, 
 
 def test_budget_out_of_reach_raises_check_not_met(sample_onnx, data, tmp_path):
     calib, eval_set = data
-    razor = boundary_set(sample_onnx / "model.onnx", eval_set, steps=20)  # margins ~1e-5
+    razor = boundary_set(predict, sample_onnx / "model.onnx", eval_set, steps=20)  # margins ~1e-5
     dest = tmp_path / "never.onnx"
     with pytest.raises(CheckNotMet) as err:
         quantize_onnx(sample_onnx / "model.onnx", dest, "int8", calib, eval_set=razor, max_drop=0.0)

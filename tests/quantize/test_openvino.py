@@ -4,28 +4,21 @@ accuracy budget reverting the most sensitive layers to float."""
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import nncf
 import numpy as np
 import openvino as ov
 import pytest
-from conftest import ROOT
+from quantize_helpers import boundary_set, digest, sample_data
 
-from vitdeploy.artifacts import read_artifact_info
 from vitdeploy.errors import CheckNotMet, ExportError, OptionError
-from vitdeploy.evaluate import labelled_images
-from vitdeploy.preprocess import preprocess_batch
-from vitdeploy.quantize.calib import Calibration, EvalSet, load_calibration
+from vitdeploy.quantize.calib import Calibration, EvalSet
 from vitdeploy.quantize.openvino import OV_MODES, quantize_ir, quantized_layers
 from vitdeploy.runtimes.openvino import OpenVinoRuntime
 
 pytestmark = pytest.mark.slow  # real calibration and quantization of the sample
 
-
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def predict(xml: Path, x: np.ndarray) -> np.ndarray:
@@ -36,11 +29,7 @@ def predict(xml: Path, x: np.ndarray) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def data(sample, sample_openvino) -> tuple[Calibration, EvalSet]:
-    info = read_artifact_info(sample_openvino)
-    calib = load_calibration(ROOT / sample["calib_dir"], info.preprocess)
-    pairs = labelled_images(ROOT / sample["test_dir"], info.labels)
-    x = preprocess_batch([p for p, _ in pairs], info.preprocess)
-    return calib, EvalSet(x, np.array([c for _, c in pairs], dtype=np.int64), "test")
+    return sample_data(sample, sample_openvino)
 
 
 @pytest.fixture(scope="module")
@@ -51,22 +40,6 @@ def int8(sample_openvino, data, tmp_path_factory) -> tuple[Path, dict, list[str]
     record = quantize_ir(sample_openvino / "model.xml", dest, "int8", calib, eval_set=eval_set,
                          max_drop=0.5, progress=lines.append)
     return dest, record, lines
-
-
-def boundary_set(xml: Path, eval_set: EvalSet, steps: int, n: int = 48) -> EvalSet:
-    """Blends of two test digits of different classes, bisected ``steps`` times towards where fp32
-    changes its answer, labelled with fp32's answer: fp32 top-1 is 1.0 by construction and int8's
-    noise flips some of these thin margins."""
-    i = np.arange(n) * 7 % len(eval_set.x)
-    a, b = eval_set.x[i], eval_set.x[(i + len(eval_set.x) // 2) % len(eval_set.x)]
-    first = predict(xml, a).argmax(1)
-    lo, hi = np.zeros(n, np.float32), np.ones(n, np.float32)
-    for _ in range(steps):
-        mid = (lo + hi) / 2
-        same = predict(xml, a + mid[:, None, None, None] * (b - a)).argmax(1) == first
-        lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
-    x = (a + lo[:, None, None, None] * (b - a)).astype(np.float32)
-    return EvalSet(x, predict(xml, x).argmax(1), f"boundary-{steps}")
 
 
 def test_int8_keeps_top1_and_places_fake_quantize(int8, sample_openvino, data, sample):
@@ -112,7 +85,7 @@ def test_int8_is_byte_identical_and_quiet(int8, sample_openvino, data, tmp_path,
 
 def test_budget_reverts_the_most_sensitive_layers_to_float(sample_openvino, data, tmp_path):
     calib, eval_set = data
-    hard = boundary_set(sample_openvino / "model.xml", eval_set, steps=4)
+    hard = boundary_set(predict, sample_openvino / "model.xml", eval_set, steps=4)
     lines: list[str] = []
     dest = tmp_path / "budget.xml"
     record = quantize_ir(sample_openvino / "model.xml", dest, "int8", calib, eval_set=hard,
@@ -128,7 +101,7 @@ def test_budget_reverts_the_most_sensitive_layers_to_float(sample_openvino, data
 
 def test_budget_out_of_reach_raises_check_not_met(sample_openvino, data, tmp_path, monkeypatch):
     calib, eval_set = data
-    hard = boundary_set(sample_openvino / "model.xml", eval_set, steps=4)
+    hard = boundary_set(predict, sample_openvino / "model.xml", eval_set, steps=4)
 
     def gives_up(model, calibration, _validation, _fn, **kw):
         # NNCF reverting nothing: what it returns when no layer set meets the budget
