@@ -241,6 +241,19 @@ class _Child:
         self._log.close()
 
 
+def gemm_gflops(threads: int | None = None, n: int | None = None,
+                seconds: float | None = None) -> float:
+    """This machine's fp32 GEMM rate (numpy n x n matmul, 2n³ FLOPs, median over ~``seconds``),
+    measured in a fresh process with OMP/MKL/OPENBLAS_NUM_THREADS set to ``threads``."""
+    from .runtimes import physical_cores
+
+    child = _Child("the GEMM probe", threads or physical_cores())
+    try:
+        return child.ask("gemm", n=n or GEMM_N, seconds=seconds or GEMM_SECONDS)["gflops"]
+    finally:
+        child.close()
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     import numpy as np
 
@@ -280,6 +293,7 @@ def bench(artifacts: Sequence[str | Path], *, runtimes: Sequence[str] | None = N
         probe = _Child("the GEMM probe", threads)
         children.append(probe)
         report.gemm_gflops = probe.ask("gemm", n=GEMM_N, seconds=GEMM_SECONDS)["gflops"]
+        # the zoo imports Paddle: counted in the probe, so no artifact's process (or RSS) pays it
         macs = probe.ask("macs", models=sorted({u.model for u in units if u.model}))["macs"]
         probe.close()
         children.remove(probe)
@@ -290,6 +304,7 @@ def bench(artifacts: Sequence[str | Path], *, runtimes: Sequence[str] | None = N
             loads.append(children[-1].ask("load", artifact=u.artifact, runtime=u.runtime,
                                           threads=threads))
             children[-1].pids = loads[-1]["pids"]
+            wait_quiet(children[-1].pids)
             overhead += children[-1].ask("overhead", runs=OVERHEAD_RUNS)["times"]
         report.overhead_ms = _percentile(overhead, 50) * 1e3
         times, rss = _measure(children, units, batch_sizes, warmup, repeat, seconds, report, say)
