@@ -50,7 +50,7 @@ def main() -> None:
     step("eval", *rel.values(), "--data", sample["test_dir"], "--min-top1", "0.97")
     # speed: each artifact in its own process, runs interleaved; Lite is its x86 twin here
     step("bench", *(rel[n] for n in ("export", "onnx", "openvino", "onnx_int8", "openvino_int8",
-                                     "lite_arm8")), "--repeat", "10")
+                                     "lite_arm8")), "--repeat", "5")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ one JSON line on the stdout it started with (anything a backend prints goes to s
     {"cmd": "load", "artifact", "runtime", "threads"}  -> {"ok", "load_s", "runtime", "detail",
                            "artifact_precision", "compute_precision", "notes", "input_size", "model"}
     {"cmd": "warmup", "batch": B, "runs": N}            -> {"ok"}               (untimed)
-    {"cmd": "run", "batch": B, "runs": K, "rewarm": W} -> {"ok", "times": [seconds, ...]}
-                                            (W untimed runs first, then K timed ones)
+    {"cmd": "run", "batch": B, "runs": K, "rewarm": W, "rewarm_s": S}
+                                                        -> {"ok", "times": [seconds, ...]}
+                           (untimed runs first, at least W and for at least S s; then K timed)
     {"cmd": "overhead", "runs": N}                      -> {"ok", "times": [...]}  (a no-op model)
     {"cmd": "rss"}                                      -> {"ok", "peak_rss_mb"}
     {"cmd": "gemm", "n": N, "seconds": S}               -> {"ok", "gflops"}   (the machine's rate)
@@ -93,8 +94,8 @@ class Worker:
 
     def run(self, req: dict) -> dict:
         x = self._input(req["batch"])
-        if req.get("rewarm"):  # untimed: wakes the threads that slept while others ran
-            self.predictor.runtime.warmup(x, runs=req["rewarm"])
+        if req.get("rewarm"):  # untimed: wakes the threads (and CPU) that idled while others ran
+            self.predictor.runtime.warmup(x, runs=req["rewarm"], seconds=req.get("rewarm_s", 0.0))
         return {"ok": True, "times": self.predictor.runtime.time_runs(x, runs=req["runs"])}
 
     def overhead(self, req: dict) -> dict:

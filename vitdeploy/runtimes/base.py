@@ -83,10 +83,14 @@ class Runtime(ABC):
 
     # Timing, shared by bench (and later serve): around ``predict`` only, on a batch the caller
     # prepared (preprocessing excluded).
-    def warmup(self, batch: np.ndarray, runs: int = 3) -> None:
-        """Untimed runs: first-call kernel selection, allocator and cache warm-up."""
-        for _ in range(runs):
+    def warmup(self, batch: np.ndarray, runs: int = 3, seconds: float = 0.0) -> None:
+        """Untimed runs (first-call kernel selection, allocator, caches, sleeping threads): at
+        least ``runs``, and on until ``seconds`` have passed."""
+        start = time.perf_counter()
+        done = 0
+        while done < runs or time.perf_counter() - start < seconds:
             self.predict(batch)
+            done += 1
 
     def timed_predict(self, batch: np.ndarray) -> float:
         """Seconds one ``predict`` of ``batch`` takes. A runtime whose model runs in another
