@@ -177,9 +177,19 @@ def test_gemm_probe_positive():
 
 def test_runtime_timing_api():
     """Runtime.warmup / time_runs: what bench (and serve) time, around predict only."""
-    rt = NoOpRuntime(Path("no-op"), threads=1)
+    class Counting(NoOpRuntime):
+        calls = 0
+
+        def predict(self, batch):
+            self.calls += 1
+            return batch
+
+    rt = Counting(Path("no-op"), threads=1)
     x = np.zeros((2, 3, 8, 8), np.float32)
     rt.warmup(x, runs=2)
+    assert rt.calls == 2
+    rt.warmup(x, runs=1, seconds=0.01)  # at least one run, then on until 10 ms have passed
+    assert rt.calls >= 3
     times = rt.time_runs(x, runs=5)
     assert len(times) == 5 and all(t >= 0 and math.isfinite(t) for t in times)
 
