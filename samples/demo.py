@@ -48,6 +48,9 @@ def main() -> None:
          "--out", rel["lite_arm8_int8"], "--force")
     step("parity", *rel.values(), "--images", sample["test_dir"])
     step("eval", *rel.values(), "--data", sample["test_dir"], "--min-top1", "0.97")
+    # speed: each artifact in its own process, runs interleaved; Lite is its x86 twin here
+    step("bench", *(rel[n] for n in ("export", "onnx", "openvino", "onnx_int8", "openvino_int8",
+                                     "lite_arm8")), "--repeat", "5")
 
 
 if __name__ == "__main__":

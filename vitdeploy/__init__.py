@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["Predictor", "__version__"]
+__all__ = ["Predictor", "__version__", "bench"]
 
 
 def __getattr__(name: str):
@@ -12,4 +12,8 @@ def __getattr__(name: str):
         from .predictor import Predictor
 
         return Predictor
+    if name == "bench":  # the module vitdeploy.bench, callable: vitdeploy.bench(...) is its bench()
+        import importlib
+
+        return importlib.import_module(".bench", __name__)
     raise AttributeError(name)

@@ -54,7 +54,7 @@ def topk(scores: np.ndarray, k: int, labels: Sequence[str]) -> list[list[Top]]:
     ]
 
 
-def _resolve(directory: Path, runtime: str | None) -> tuple[type[Runtime], Path]:
+def resolve_runtime(directory: Path, runtime: str | None) -> tuple[type[Runtime], Path]:
     """The runtime class and model file for a directory, or one line saying why there is none."""
     if runtime is None:
         found = detect_runtime(directory)
@@ -85,7 +85,7 @@ class Predictor:
         if verify:
             verify_artifact(artifact_dir)
         self.info: ArtifactInfo = read_artifact_info(artifact_dir, model=model)
-        cls, path = _resolve(self.info.directory, runtime)
+        cls, path = resolve_runtime(self.info.directory, runtime)
         if not strict_precision and precision not in cls.precision_choices:
             precision = None
         self.runtime: Runtime = cls(path, threads=threads, precision=precision)

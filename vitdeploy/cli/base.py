@@ -134,6 +134,18 @@ MaxPixels = Annotated[Optional[int], typer.Option(
     "before decoding (default 178956970, or $VITDEPLOY_MAX_IMAGE_PIXELS).")]
 
 
+BatchSizes = Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")]
+
+
+def parse_batch_sizes(text: str) -> list[int]:
+    """``--batch-sizes 1,4,8``: positive integers, or one line saying what is expected."""
+    parts = [v.strip() for v in text.split(",")]
+    if not all(v.isascii() and v.isdigit() and int(v) >= 1 for v in parts):
+        raise VitdeployError(f"--batch-sizes {text!r}: expected comma-separated positive integers, "
+                             "e.g. 1,4,8")
+    return [int(v) for v in parts]
+
+
 def image_options(bad_images: str, max_pixels: Optional[int]) -> dict:
     """Check --bad-images; --max-image-pixels also becomes OpenCV's own limit, which OpenCV reads
     once when it loads (before any model does), so a genuine large image is not refused there."""

@@ -12,6 +12,7 @@ from ..errors import VitdeployError
 from .base import (
     AsJson,
     BadImages,
+    BatchSizes,
     MaxPixels,
     ModelName,
     NoVerify,
@@ -20,6 +21,7 @@ from .base import (
     handle_errors,
     image_options,
     out,
+    parse_batch_sizes,
     print_json,
     warn_skipped,
 )
@@ -72,14 +74,6 @@ def predict(
     out.print(table)
 
 
-def _batch_sizes(text: str) -> list[int]:
-    parts = [v.strip() for v in text.split(",")]
-    if not all(v.isdigit() and int(v) >= 1 for v in parts):
-        raise VitdeployError(f"--batch-sizes {text!r}: expected comma-separated positive integers, "
-                             "e.g. 1,4,8")
-    return [int(v) for v in parts]
-
-
 @app.command()
 @handle_errors
 def parity(
@@ -88,7 +82,7 @@ def parity(
     images: Optional[list[Path]] = typer.Option(
         None, "--images", help="Images or folders to use as inputs (repeatable); "
         "default: seeded random tensors."),
-    batch_sizes: str = typer.Option("1,4,8", "--batch-sizes", help="Comma-separated batch sizes."),
+    batch_sizes: BatchSizes = "1,4,8",
     runtime: Optional[list[str]] = typer.Option(
         None, "--runtime", "-r", help="Runtime(s) to run each artifact on (repeatable); "
         "default: the artifact's own."),
@@ -114,7 +108,7 @@ def parity(
                                    ("max_abs", max_abs)) if v is not None}
     with err.status("parity") as status:
         report = run_parity(ref_dir, artifacts, images=images,
-                            batch_sizes=_batch_sizes(batch_sizes), runtimes=runtime,
+                            batch_sizes=parse_batch_sizes(batch_sizes), runtimes=runtime,
                             precision=precision, num_random=num_random, overrides=overrides,
                             model=model, verify=not no_verify, progress=status.update,
                             **images_opts)

@@ -231,7 +231,11 @@ class _Session:
 
 def serve(_args: dict) -> None:
     """Persistent mode for the Lite runtime: {"nb", "input", "output", "threads"} per line;
-    answers {"ok": true, "threads": N}, N being the thread count really in effect."""
+    answers {"ok": true, "threads": N, "seconds": S}, N being the thread count really in effect
+    and S the time of the run itself (input copy, run, output copy; not the .npy hand-over).
+    {"cmd": "load", "nb", "threads"} creates the predictor ahead of the first run."""
+    import time
+
     import numpy as np
 
     sessions: dict[tuple[str, int], _Session] = {}
@@ -244,9 +248,15 @@ def serve(_args: dict) -> None:
             key = (req["nb"], max(1, int(req.get("threads") or 1)))
             if key not in sessions:
                 sessions[key] = _Session(*key)
-            y, threads = sessions[key].run(np.load(req["input"]))
+            if req.get("cmd") == "load":
+                _reply({"ok": True})
+                continue
+            x = np.load(req["input"])
+            t0 = time.perf_counter()
+            y, threads = sessions[key].run(x)
+            seconds = time.perf_counter() - t0
             np.save(req["output"], np.ascontiguousarray(y, dtype=np.float32))
-            _reply({"ok": True, "threads": threads})
+            _reply({"ok": True, "threads": threads, "seconds": seconds})
         except Exception as e:  # one bad request must not kill the session
             _reply({"error": f"{type(e).__name__}: {e}"})
 

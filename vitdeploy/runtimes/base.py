@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import os
+import time
 from abc import ABC, abstractmethod
 from pathlib import Path
 
@@ -79,6 +80,28 @@ class Runtime(ABC):
 
     def close(self) -> None:  # noqa: B027  (optional hook: most sessions free themselves)
         """Release the session."""
+
+    # Timing, shared by bench (and later serve): around ``predict`` only, on a batch the caller
+    # prepared (preprocessing excluded).
+    def warmup(self, batch: np.ndarray, runs: int = 3, seconds: float = 0.0) -> None:
+        """Untimed runs (first-call kernel selection, allocator, caches, sleeping threads): at
+        least ``runs``, and on until ``seconds`` have passed."""
+        start = time.perf_counter()
+        done = 0
+        while done < runs or time.perf_counter() - start < seconds:
+            self.predict(batch)
+            done += 1
+
+    def timed_predict(self, batch: np.ndarray) -> float:
+        """Seconds one ``predict`` of ``batch`` takes. A runtime whose model runs in another
+        process (Lite) overrides this with the time measured there, without the hand-over."""
+        t0 = time.perf_counter()
+        self.predict(batch)
+        return time.perf_counter() - t0
+
+    def time_runs(self, batch: np.ndarray, runs: int = 1) -> list[float]:
+        """Seconds per run, ``runs`` runs back to back."""
+        return [self.timed_predict(batch) for _ in range(runs)]
 
     def __enter__(self) -> Runtime:
         self.load()

@@ -1,0 +1,389 @@
+"""``vitdeploy bench``: latency, throughput, load time and memory per artifact, runtime and batch.
+
+Each (artifact, runtime) runs in a persistent child process of its own (``bench_worker.py``):
+runtimes sharing one process slow each other (OpenMP pools, ONNX Runtime's spinning threads,
+OpenVINO's TBB). The parent interleaves them, one measured run per request: A, B, C, A, B, C, ...
+so a drift in the machine's load favours none; warmup runs are not measured. The child times
+``Runtime.predict`` only, on an input it allocated once (no preprocessing, no hand-over), and
+reports its peak RSS. A short float32 GEMM in another child, on the same thread count, gives the
+machine's rate that each row's effective GFLOP/s is compared with.
+
+FLOPs: the zoo counts multiply-accumulates (the seed tables' "FLOPs"); a row's ``gflops`` counts
+two floating-point operations per multiply-accumulate, like the GEMM's 2n³.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ArtifactError, VitdeployError
+
+ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "avx_vnni")
+LIBRARIES = ("vitdeploy", "paddlepaddle", "onnxruntime", "openvino", "numpy")
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+DEFAULT_REPEAT = 20  # measured runs per artifact and batch size when neither repeat nor seconds
+MIN_ROUNDS = 3  # with seconds: at least this many measured runs per artifact and batch size
+RUNS_PER_REQUEST = 1  # measured runs per request before the parent moves to the next artifact
+# Untimed runs before them (at least REWARM, for at least REWARM_SECONDS): the threads and the CPU
+# that idled while the others ran are back to steady state. Measured on DeiT-tiny bs 1 (ONNX
+# Runtime, 10 paired runs against a plain back-to-back loop): one untimed run left the p50 ~5%
+# slower, 50 ms of runs +2.4%, 100 ms -0.7% (within the machine's noise).
+REWARM, REWARM_SECONDS = 1, 0.1
+GEMM_N, GEMM_SECONDS = 2048, 0.5
+OVERHEAD_RUNS = 200
+SETTLE_LIMIT = 1.0  # seconds a process may take to go idle after a request
+
+Progress = Callable[[float, float, str], None]  # (done, total, what is running now)
+
+
+@dataclass
+class BenchRow:
+    artifact: str
+    runtime: str
+    precision: str  # the looser of the two below (as parity judges it)
+    artifact_precision: str  # what the model file stores
+    compute_precision: str  # what the runtime computed in
+    detail: str  # e.g. "x86 twin of arm8 — not phone latency"
+    batch_size: int
+    p50_ms: float
+    p90_ms: float
+    p99_ms: float
+    throughput: float  # images/s: batch_size / p50
+    load_s: float  # Predictor construction: reading the artifact, building the session
+    peak_rss_mb: float  # the artifact's process, up to the end of this batch size's runs
+    gflops: float | None  # 2 x model MACs x batch / p50; None for a model the zoo does not know
+    of_gemm: float | None  # gflops / the machine's fp32 GEMM rate
+    model: str | None = None
+    samples: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class BenchReport:
+    machine: dict
+    threads: int
+    gemm_gflops: float
+    results: list[BenchRow]
+    overhead_ms: float  # what timing one run costs by itself (a no-op model), median
+    settings: dict
+    # (artifact, runtime, batch size) of every measured request, in the order it was made
+    schedule: list[tuple[str, str, int]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        del data["schedule"]
+        return data
+
+
+def machine_info(threads: int) -> dict:
+    """CPU model, cores, the ISA extensions that decide fp32/bf16/int8 speed, library versions."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from . import __version__
+    from .runtimes import physical_cores
+
+    cpu, flags = platform.processor() or platform.machine(), set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+            elif line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    libraries: dict[str, str | None] = {}
+    for name in LIBRARIES:
+        try:
+            libraries[name] = __version__ if name == "vitdeploy" else version(name)
+        except PackageNotFoundError:
+            libraries[name] = None
+    return {"cpu": cpu, "physical_cores": physical_cores(), "logical_cpus": os.cpu_count(),
+            "isa": [f for f in ISA if f in flags], "python": platform.python_version(),
+            "platform": platform.platform(), "libraries": libraries,
+            "thread_env": {k: str(threads) for k in THREAD_ENV}}
+
+
+def _positive_int(value: object, flag: str, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise VitdeployError(f"{flag} must be {what}, got {value!r}")
+    return value
+
+
+def validate(batch_sizes: Sequence[int], warmup: int, repeat: int | None, seconds: float | None,
+             threads: int | None) -> None:
+    """Bad settings, each in one line, before anything runs."""
+    if not batch_sizes or any(isinstance(b, bool) or not isinstance(b, int) or b < 1
+                              for b in batch_sizes):
+        raise VitdeployError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    _positive_int(warmup, "--warmup", minimum=0)
+    if repeat is not None and seconds is not None:
+        raise VitdeployError("--repeat and --seconds both given; pass one (runs per batch size, or "
+                             "seconds per artifact and batch size)")
+    if repeat is not None:
+        _positive_int(repeat, "--repeat")
+    if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
+                                or not math.isfinite(seconds) or seconds <= 0):
+        raise VitdeployError(f"--seconds must be a finite number of seconds > 0, got {seconds!r}")
+    if threads is not None:
+        _positive_int(threads, "--threads")
+
+
+@dataclass
+class _Unit:
+    artifact: str
+    runtime: str
+    model: str | None
+
+
+def _units(artifacts: Sequence[str | Path], runtimes: Sequence[str] | None,
+           verify: bool) -> list[_Unit]:
+    """Every (artifact, runtime) checked as Predictor would, before any process starts: the
+    manifest's digests, the deploy config, a model file the runtime can load."""
+    from .artifacts import read_artifact_info, verify_artifact
+    from .predictor import resolve_runtime
+    from .runtimes import get_runtime
+
+    for name in runtimes or ():
+        get_runtime(name)
+    units = []
+    for art in artifacts:
+        if verify:
+            verify_artifact(art)
+        info = read_artifact_info(art)
+        for name in runtimes or [None]:
+            cls, _path = resolve_runtime(info.directory, name)
+            units.append(_Unit(str(art), cls.name, info.manifest.get("model")))
+    return units
+
+
+def _cpu_ns(pids: Sequence[int]) -> int | None:
+    """CPU time so far of every thread of ``pids`` (Linux schedstat, ns); None without /proc."""
+    total = 0
+    try:
+        for pid in pids:
+            for task in os.scandir(f"/proc/{pid}/task"):
+                with open(f"{task.path}/schedstat") as f:
+                    total += int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return total
+
+
+def wait_quiet(pids: Sequence[int], window: float = 0.002, busy: float = 0.1,
+               limit: float = SETTLE_LIMIT) -> float:
+    """Wait until the threads of ``pids`` stop running (an OpenMP pool spins ~200 ms after a run,
+    ONNX Runtime's ~30 ms): two ``window``s in a row with under ``busy`` of a core used. Returns
+    the seconds waited (at most ``limit``)."""
+    start = time.perf_counter()
+    before, quiet = _cpu_ns(pids), 0
+    while before is not None and quiet < 2 and time.perf_counter() - start < limit:
+        time.sleep(window)
+        now = _cpu_ns(pids)
+        if now is None:
+            break
+        quiet = quiet + 1 if now - before < busy * window * 1e9 else 0
+        before = now
+    return time.perf_counter() - start
+
+
+class _Child:
+    """One persistent ``bench_worker`` process, spoken to in JSON lines."""
+
+    def __init__(self, label: str, threads: int) -> None:
+        self.label = label
+        env = {**os.environ, **{k: str(threads) for k in THREAD_ENV}}
+        env.setdefault("GLOG_minloglevel", "2")
+        root = str(Path(__file__).resolve().parents[1])  # this vitdeploy, not another install
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        self._log = tempfile.TemporaryFile(mode="w+")
+        self._proc = subprocess.Popen([sys.executable, "-m", "vitdeploy.bench_worker"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=self._log, text=True, env=env)
+        self.pids = [self._proc.pid]  # + the process the model runs in, when another (Lite)
+
+    def ask(self, cmd: str, **args: object) -> dict:
+        try:
+            self._proc.stdin.write(json.dumps({"cmd": cmd, **args}) + "\n")
+            self._proc.stdin.flush()
+            line = self._proc.stdout.readline()
+        except OSError:
+            line = ""
+        if not line:
+            code = self._proc.wait()
+            self._log.seek(0)
+            last = [ln for ln in self._log.read().splitlines() if ln.strip()][-1:]
+            raise VitdeployError(f"the bench process for {self.label} exited (code {code})"
+                                 + (f": {last[0][:300]}" if last else ""))
+        reply = json.loads(line)
+        if "error" in reply:
+            if reply.get("kind") == "artifact":
+                raise ArtifactError(reply["error"])
+            raise RuntimeError(f"{self.label}: {reply['error']}")
+        return reply
+
+    def close(self) -> None:
+        if self._proc.poll() is None:
+            try:
+                self._proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
+                self._proc.stdin.flush()
+                self._proc.wait(timeout=30)
+            except (OSError, subprocess.TimeoutExpired):
+                self._proc.kill()
+                self._proc.wait()
+        self._log.close()
+
+
+def gemm_gflops(threads: int | None = None, n: int | None = None,
+                seconds: float | None = None) -> float:
+    """This machine's fp32 GEMM rate (numpy n x n matmul, 2n³ FLOPs, median over ~``seconds``),
+    measured in a fresh process with OMP/MKL/OPENBLAS_NUM_THREADS set to ``threads``."""
+    from .runtimes import physical_cores
+
+    child = _Child("the GEMM probe", threads or physical_cores())
+    try:
+        return child.ask("gemm", n=n or GEMM_N, seconds=seconds or GEMM_SECONDS)["gflops"]
+    finally:
+        child.close()
+
+
+def _percentile(values: Sequence[float], q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(values, q))
+
+
+def bench(artifacts: Sequence[str | Path], *, runtimes: Sequence[str] | None = None,
+          batch_sizes: Sequence[int] = (1, 4, 8), warmup: int = 3, repeat: int | None = None,
+          seconds: float | None = None, threads: int | None = None, verify: bool = True,
+          progress: Progress | None = None) -> BenchReport:
+    """Measure every artifact on its own runtime (or each of ``runtimes``) at every batch size.
+
+    ``repeat``: measured runs per artifact and batch size (default 20); ``seconds`` instead: each
+    batch size runs rounds until ``seconds`` x (number of artifacts) seconds have been measured,
+    every artifact once per round (at least 3 rounds). ``threads``: for every runtime and the GEMM
+    probe (default: physical cores). Everything is validated before any process starts."""
+    from .runtimes import physical_cores
+
+    say = progress or (lambda _done, _total, _msg: None)
+    if not artifacts:
+        raise VitdeployError("no artifact to benchmark; pass one or more artifact directories")
+    validate(batch_sizes, warmup, repeat, seconds, threads)
+    if repeat is None and seconds is None:
+        repeat = DEFAULT_REPEAT
+    threads = threads or physical_cores()
+    units = _units(artifacts, runtimes, verify)
+    report = BenchReport(machine_info(threads), threads, float("nan"), [], float("nan"),
+                         {"batch_sizes": list(batch_sizes), "warmup": warmup, "repeat": repeat,
+                          "seconds": seconds, "runs_per_request": RUNS_PER_REQUEST,
+                          "untimed_per_request": f">= {REWARM} run(s) and >= "
+                                                 f"{REWARM_SECONDS * 1e3:g} ms",
+                          "flops": "2 x multiply-accumulates",
+                          "settle": "after each request, the next waits until that process is "
+                                    "idle (its threads stop spinning)"})
+    children: list[_Child] = []
+    try:
+        say(0, 1, f"fp32 GEMM {GEMM_N}x{GEMM_N} on {threads} threads")
+        probe = _Child("the GEMM probe", threads)
+        children.append(probe)
+        report.gemm_gflops = probe.ask("gemm", n=GEMM_N, seconds=GEMM_SECONDS)["gflops"]
+        # the zoo imports Paddle: counted in the probe, so no artifact's process (or RSS) pays it
+        macs = probe.ask("macs", models=sorted({u.model for u in units if u.model}))["macs"]
+        probe.close()
+        children.remove(probe)
+        loads, overhead = [], []
+        for u in units:  # one at a time: loads do not compete with each other
+            say(0, 1, f"loading {u.artifact} on {u.runtime}")
+            children.append(_Child(f"{u.artifact} ({u.runtime})", threads))
+            loads.append(children[-1].ask("load", artifact=u.artifact, runtime=u.runtime,
+                                          threads=threads))
+            children[-1].pids = loads[-1]["pids"]
+            wait_quiet(children[-1].pids)
+            overhead += children[-1].ask("overhead", runs=OVERHEAD_RUNS)["times"]
+        report.overhead_ms = _percentile(overhead, 50) * 1e3
+        times, rss = _measure(children, units, batch_sizes, warmup, repeat, seconds, report, say)
+    finally:
+        for child in children:
+            child.close()
+    for i, (u, loaded) in enumerate(zip(units, loads, strict=True)):
+        for b in batch_sizes:
+            report.results.append(_row(u, loaded, b, times[i][b], rss[i][b], macs.get(u.model),
+                                       report.gemm_gflops))
+    return report
+
+
+def _measure(children: list[_Child], units: list[_Unit], batch_sizes: Sequence[int], warmup: int,
+             repeat: int | None, seconds: float | None, report: BenchReport, say: Progress):
+    """Per batch size: warm every artifact up, then rounds of one request to each in turn."""
+    n = len(children)
+    per_batch = n * (warmup + repeat * RUNS_PER_REQUEST) if repeat else n * seconds
+    total = len(batch_sizes) * per_batch
+    times: list[dict[int, list[float]]] = [{} for _ in children]
+    rss: list[dict[int, float]] = [{} for _ in children]
+    for k, b in enumerate(batch_sizes):
+        base = k * per_batch
+        for i, child in enumerate(children):
+            times[i][b] = []
+            if warmup:
+                say(base + (i * warmup if repeat else 0), total,
+                    f"batch {b}: warming up {units[i].artifact}")
+                child.ask("warmup", batch=b, runs=warmup)
+                wait_quiet(child.pids)
+        spent, rounds = 0.0, 0
+        while (rounds < repeat) if repeat else (rounds < MIN_ROUNDS or spent < seconds * n):
+            for i, child in enumerate(children):
+                got = child.ask("run", batch=b, runs=RUNS_PER_REQUEST, rewarm=REWARM,
+                                rewarm_s=REWARM_SECONDS)["times"]
+                wait_quiet(child.pids)  # its idle threads' spinning must not slow the next one
+                report.schedule.append((units[i].artifact, units[i].runtime, b))
+                times[i][b] += got
+                spent += sum(got)
+            rounds += 1
+            say(base + n * (warmup + rounds * RUNS_PER_REQUEST) if repeat
+                else base + min(spent, seconds * n), total, f"batch {b}: round {rounds}")
+        for i, child in enumerate(children):
+            rss[i][b] = child.ask("rss")["peak_rss_mb"]
+    return times, rss
+
+
+def _row(u: _Unit, loaded: dict, batch: int, seconds: list[float], rss_mb: float,
+         macs: float | None, gemm_gflops: float) -> BenchRow:
+    from .precision import looser
+
+    ms = [s * 1e3 for s in seconds]
+    p50 = _percentile(ms, 50)
+    gflops = 2 * macs * batch / (p50 / 1e3) / 1e9 if macs and p50 > 0 else None
+    detail = loaded["detail"] or ""
+    notes = list(loaded["notes"])
+    if "twin" in detail:  # an ARM build measured through its x86 twin
+        detail += " — not phone latency"
+    if u.runtime == "lite":
+        notes.append("timed inside the Lite worker (the hand-over between processes excluded)")
+    stored, computed = loaded["artifact_precision"], loaded["compute_precision"]
+    return BenchRow(u.artifact, loaded["runtime"], looser(stored, computed), stored, computed,
+                    detail, batch, p50, _percentile(ms, 90), _percentile(ms, 99),
+                    batch / (p50 / 1e3) if p50 > 0 else float("inf"), loaded["load_s"], rss_mb,
+                    gflops, gflops / gemm_gflops if gflops is not None and gemm_gflops > 0 else None,
+                    loaded.get("model") or u.model, len(ms), notes)
+
+
+class _CallableModule(types.ModuleType):
+    """``vitdeploy.bench`` is this module (its records, ``bench.bench``) and, called, ``bench()``:
+    ``from vitdeploy import bench; bench([...])`` works like ``vitdeploy.bench.bench([...])``."""
+
+    def __call__(self, *args, **kwargs) -> BenchReport:
+        return bench(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

@@ -1,0 +1,139 @@
+"""``vitdeploy bench``: parse, call ``vitdeploy.bench.bench``, render its records."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from .base import AsJson, BatchSizes, NoVerify, app, err, handle_errors, out, parse_batch_sizes, print_json
+
+if TYPE_CHECKING:
+    from ..bench import BenchReport, BenchRow
+
+
+@app.command("bench")
+@handle_errors
+def bench_cmd(
+    artifacts: list[Path] = typer.Argument(..., help="Artifact directories to measure."),
+    runtime: Optional[list[str]] = typer.Option(
+        None, "--runtime", "-r", help="Runtime(s) to run each artifact on (repeatable); default: "
+        "the artifact's own."),
+    batch_sizes: BatchSizes = "1,4,8",
+    warmup: int = typer.Option(3, "--warmup", help="Untimed runs per artifact and batch size."),
+    repeat: Optional[int] = typer.Option(
+        None, "--repeat", help="Measured runs per artifact and batch size (default 20)."),
+    seconds: Optional[float] = typer.Option(
+        None, "--seconds", help="Instead of --repeat: measured seconds per artifact and batch size "
+        "(on average; every artifact runs in every round, at least 3 rounds)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", help="Threads for every runtime and the GEMM probe (default: physical "
+        "cores)."),
+    no_verify: NoVerify = False,
+    as_json: AsJson = False,
+):
+    """Measure latency (p50/p90/p99), throughput, load time and memory per artifact and batch size.
+
+    Each artifact runs in a process of its own; the runs are interleaved across artifacts."""
+    from ..bench import bench
+
+    sizes = parse_batch_sizes(batch_sizes)
+    bar = _Bar()
+    try:
+        report = bench(artifacts, runtimes=runtime, batch_sizes=sizes, warmup=warmup,
+                       repeat=repeat, seconds=seconds, threads=threads, verify=not no_verify,
+                       progress=bar.update)
+    finally:
+        bar.stop()
+    if as_json:
+        return print_json(report.to_dict())
+    _tables(report)
+
+
+class _Bar:
+    """The progress bar on stderr, shown from the first report on: bench checks every artifact
+    before that, so a bad input is one error line with no bar around it."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+
+    def update(self, done: float, total: float, message: str) -> None:
+        if not err.is_terminal:  # a log gets the tables, not a bar's last frame
+            return
+        if self._progress is None:
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                      TimeElapsedColumn(), console=err, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(message, total=total or 1.0)
+        self._progress.update(self._task, completed=done, total=total or 1.0, description=message)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+def _runtime(r: BenchRow) -> str:
+    return f"{r.runtime} ({r.detail})" if r.detail else r.runtime
+
+
+def _precision(r: BenchRow) -> str:
+    if r.artifact_precision == r.compute_precision:
+        return r.artifact_precision
+    return f"{r.artifact_precision} / {r.compute_precision}"
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "-" if value is None else format(value, fmt)
+
+
+def _tables(report: BenchReport) -> None:
+    sizes = report.settings["batch_sizes"]
+    m = report.machine
+    cells: dict[tuple[str, str], dict[int, BenchRow]] = {}
+    for r in report.results:
+        cells.setdefault((r.artifact, r.runtime), {})[r.batch_size] = r
+    table = Table(title=f"latency p50 (ms), {report.threads} threads on {m['cpu']}")
+    for col in ("artifact", "model", "runtime", "precision", *(f"bs={b}" for b in sizes)):
+        table.add_column(col, justify="right" if col.startswith("bs=") else "left")
+    for rows in cells.values():
+        first = next(iter(rows.values()))
+        table.add_row(first.artifact, first.model or "-", _runtime(first), _precision(first),
+                      *(f"{rows[b].p50_ms:.2f}" for b in sizes))
+    out.print(table)
+
+    detail = Table(title="detail")
+    for col in ("artifact", "runtime", "bs", "p50 ms", "p90 ms", "p99 ms", "img/s", "load s",
+                "peak RSS MB", "GFLOP/s", "% of GEMM", "runs"):
+        detail.add_column(col, justify="left" if col in ("artifact", "runtime") else "right")
+    for r in report.results:
+        detail.add_row(r.artifact, r.runtime, str(r.batch_size), f"{r.p50_ms:.2f}",
+                       f"{r.p90_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.throughput:.1f}",
+                       f"{r.load_s:.2f}", f"{r.peak_rss_mb:.0f}", _num(r.gflops, ".1f"),
+                       _num(None if r.of_gemm is None else 100 * r.of_gemm, ".1f"), str(r.samples))
+    out.print(detail)
+
+    s = report.settings
+    runs = f"{s['repeat']} measured runs" if s["repeat"] else f"~{s['seconds']:g} s measured"
+    fastest = min(r.p50_ms for r in report.results)
+    lines = [
+        f"machine: {m['cpu']}, {m['physical_cores']} physical cores, ISA "
+        f"{' '.join(m['isa']) or '(none of the tracked extensions)'}; "
+        + ", ".join(f"{k} {v}" for k, v in m["libraries"].items() if v),
+        f"threads: {report.threads} for every runtime (and OMP/MKL/OPENBLAS_NUM_THREADS)",
+        f"fp32 GEMM (numpy, same threads): {report.gemm_gflops:.1f} GFLOP/s; GFLOP/s counts 2 "
+        "per multiply-accumulate (the zoo's FLOPs are MACs)",
+        f"per artifact and batch size: {s['warmup']} warmup + {runs}, each artifact in its own "
+        "process, interleaved run by run; timing one run costs "
+        f"{report.overhead_ms * 1e3:.2f} µs ({report.overhead_ms / fastest:.4%} of the fastest p50)",
+    ]
+    for line in lines:
+        out.print(line, markup=False, highlight=False)
+    seen: set[tuple[str, str]] = set()
+    for r in report.results:
+        for note in r.notes:
+            if (r.artifact, note) not in seen:
+                seen.add((r.artifact, note))
+                out.print(f"* {r.artifact}: {note}", markup=False, highlight=False)
