@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -25,20 +24,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 VITDEPLOY = [sys.executable, "-m", "vitdeploy.cli"]
-ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "avx_vnni")
 
 
 def cpu() -> dict:
-    flags: set[str] = set()
-    model = platform.processor()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-        elif line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
+    from vitdeploy.bench import machine_info
     from vitdeploy.runtimes import physical_cores
 
-    return {"model": model, "isa": [f for f in ISA if f in flags], "physical_cores": physical_cores()}
+    info = machine_info(physical_cores())
+    return {"model": info["cpu"], "isa": info["isa"], "physical_cores": info["physical_cores"],
+            "libraries": info["libraries"]}
 
 
 def sh(*args: object) -> None:
@@ -142,7 +136,7 @@ def main() -> None:
         results[name]["precision"] = runs[0]["precision"]
         results[name]["cosine_min"] = cosine_min(fp32, np.load(arts[name] / ".bench_logits.npy"))
     print(f"\n{args.model} on {machine['model']} ({machine['physical_cores']} physical cores; "
-          f"ISA: {', '.join(machine['isa']) or 'none of ' + ', '.join(ISA)})\n")
+          f"ISA: {', '.join(machine['isa']) or 'none of the AVX-512/VNNI/AMX extensions'})\n")
     cols = " | ".join(f"bs={b} ms" for b in batch_sizes)
     print(f"| artifact | stored / computed | {cols} | " +
           " | ".join(f"speed-up bs={b}" for b in batch_sizes) + " | cosine to fp32 |")
