@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pytest
 from conftest import ROOT
 
 from vitdeploy.artifacts import read_artifact_info
@@ -44,3 +45,20 @@ def boundary_set(predict: Predict, model: Path, eval_set: EvalSet, steps: int, n
         lo, hi = np.where(same, mid, lo), np.where(same, hi, mid)
     x = (a + lo[:, None, None, None] * (b - a)).astype(np.float32)
     return EvalSet(x, predict(model, x).argmax(1), f"boundary-{steps}")
+
+
+def assert_keeps_top1(predict: Predict, fp32_model: Path, int8_model: Path, record: dict,
+                      data: tuple[Calibration, EvalSet], sample: dict) -> None:
+    """The recipe's record and the written model agree, and int8 keeps the sample's top-1 within
+    the 0.5-point budget with >= 99% agreement with fp32."""
+    calib, eval_set = data
+    ref = predict(fp32_model, eval_set.x)
+    fp32 = float((ref.argmax(1) == eval_set.y).mean())
+    assert fp32 == pytest.approx(sample["top1"], abs=0.005)
+    acc = record["accuracy"]
+    assert acc["fp32_top1"] == pytest.approx(fp32, abs=1e-6) and acc["n"] == len(eval_set.y)
+    assert acc["drop_points"] <= 0.5 and record["kept_float"] == []
+    out = predict(int8_model, eval_set.x)
+    assert (out.argmax(1) == eval_set.y).mean() == pytest.approx(acc["int8_top1"], abs=1e-6)
+    assert (out.argmax(1) == ref.argmax(1)).mean() >= 0.99
+    assert record["mode"] == "int8" and record["calibration"] == calib.to_record()
