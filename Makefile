@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 export GLOG_minloglevel := 2
 
-.PHONY: demo test check lint zoo clean sample lite-env
+.PHONY: demo test check lint zoo clean sample lite-env sysdeps
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found; install Python 3.11 or run 'make PYTHON=/path/to/python3.11'" >&2; exit 1; }
@@ -19,12 +19,18 @@ $(STAMP): pyproject.toml
 lite-env: $(STAMP)
 	$(VENV)/bin/vitdeploy lite setup
 
-demo: lite-env
+# Debian packages the tests and the demo use (chromium for the report test; the C++ demo's
+# toolchain): installed when missing if root with apt-get, else listed; never fails the build.
+sysdeps:
+	@sh scripts/sysdeps.sh
+
+demo: sysdeps lite-env
 	$(PY) samples/demo.py
 
 # The full suite (CI runs this; ~35 min on 2 cores).
-test: lite-env
+test: sysdeps lite-env
 	$(VENV)/bin/ruff check vitdeploy tests samples scripts benchmarks
+	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh; fi
 	$(PY) -m pytest -q
 
 # The fast tier for the inner loop (< 5 min): unit tests, in-process CLI tests, the sample's
@@ -35,6 +41,7 @@ check: lite-env
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vitdeploy tests samples scripts benchmarks
+	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh; fi
 
 # Retrain the bundled sample (deterministic; a few minutes on 2 cores).
 sample: $(STAMP)

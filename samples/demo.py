@@ -46,11 +46,16 @@ def main() -> None:
          sample["calib_dir"], "--out", rel["openvino_int8"], "--force")
     step("convert", rel["export"], "--to", "lite", "--arch", "arm8", "--quantize", "int8",
          "--out", rel["lite_arm8_int8"], "--force")
-    step("parity", *rel.values(), "--images", sample["test_dir"])
-    step("eval", *rel.values(), "--data", sample["test_dir"], "--min-top1", "0.97")
+    # each result is also saved (--save) for the report at the end
+    out = OUT.relative_to(ROOT)
+    step("parity", *rel.values(), "--images", sample["test_dir"], "--save", out / "parity.json")
+    step("eval", *rel.values(), "--data", sample["test_dir"], "--min-top1", "0.97",
+         "--save", out / "eval.json")
     # speed: each artifact in its own process, runs interleaved; Lite is its x86 twin here
     step("bench", *(rel[n] for n in ("export", "onnx", "openvino", "onnx_int8", "openvino_int8",
-                                     "lite_arm8")), "--repeat", "5")
+                                     "lite_arm8")), "--repeat", "5", "--save", out / "bench.json")
+    step("report", out, "--out", out / "report.html", "--force")
+    print(f"\nReport: {OUT / 'report.html'} (Markdown twin: {OUT / 'report.md'})")
 
 
 if __name__ == "__main__":

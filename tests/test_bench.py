@@ -235,3 +235,17 @@ def test_bench_lite_is_the_x86_twin(sample_lite_arm8):
     r = run_cli("bench", sample_lite_arm8, "--batch-sizes", "1", "--repeat", "1", timeout=600)
     assert r.code == 0, r.stderr
     assert "x86 twin of arm8 — not phone latency" in r.stdout
+
+
+def test_bench_precisions_and_session(sample_openvino, sample_onnx, quick_probe):
+    """fp32 and bf16 of one IR are two rows; a runtime without precision choices runs once."""
+    report = bench([sample_openvino, sample_onnx], precisions=["fp32", "bf16"], batch_sizes=(1,),
+                   repeat=1, warmup=0)
+    rows = [(r.runtime, r.compute_precision, r.notes) for r in report.results]
+    assert [r[0] for r in rows] == ["openvino", "openvino", "onnxruntime"]
+    assert rows[0][1] == "fp32"
+    assert rows[1][1] == "bf16" or rows[1][2], rows[1]  # bf16, or a note saying why not
+    assert report.results[0].session == {"hint": "LATENCY", "streams": "auto"}
+    assert report.results[2].session["graph_optimization"] == "all"
+    with pytest.raises(VitdeployError, match="precision 'int4'"):
+        bench([sample_openvino], precisions=["int4"])

@@ -108,3 +108,47 @@ def test_json_output_is_strict():
     data = _finite({"a": float("nan"), "b": [1.0, float("inf")], "c": {"d": -float("inf")}, "e": 2})
     assert data == {"a": None, "b": [1.0, None], "c": {"d": None}, "e": 2}
     json.dumps(data, allow_nan=False)
+
+
+@pytest.mark.parametrize("command", [
+    ("parity", "no-ref", "no-art"),
+    ("eval", "no-art", "--data", "no-data"),
+    ("bench", "no-art"),
+])
+def test_save_refuses_a_file_it_did_not_write_before_any_work(tmp_path, command):
+    """Checked first: the artifacts do not even exist, and the user's file is untouched."""
+    mine = tmp_path / "notes.json"
+    mine.write_text('{"mine": true}\n')
+    r = invoke(*command, "--save", mine)
+    assert_one_line_error(r, f"{mine} exists and is not a vitdeploy result",
+                          "choose another --save path")
+    assert mine.read_text() == '{"mine": true}\n'
+
+
+def test_parity_save_writes_what_json_prints(sample_export, tmp_path):
+    saved = tmp_path / "parity.json"
+    r = invoke("parity", sample_export, sample_export, "--num-random", "2", "--batch-sizes", "1,2",
+               "--json", "--save", saved)
+    assert r.code == 0, r.stderr
+    doc = json.loads(saved.read_text())
+    assert doc.pop("vitdeploy_result") == "parity" and "vitdeploy_version" in doc.keys()
+    doc.pop("vitdeploy_version")
+    assert doc == json.loads(r.stdout)
+    # the table still goes to stdout without --json, and an earlier --save is replaced
+    r = invoke("parity", sample_export, sample_export, "--num-random", "2", "--batch-sizes", "1",
+               "--save", saved)
+    assert r.code == 0 and "agree with the reference" in r.stdout
+    assert json.loads(saved.read_text())["batch_sizes"] == [1]
+
+
+def test_eval_save_keeps_exit_2_and_saves(sample, sample_export, tmp_path):
+    """A check not met is still a result: saved, then exit 2 (the sample's top-1 is 99.17%)."""
+    from conftest import ROOT
+
+    saved = tmp_path / "eval.json"
+    r = invoke("eval", sample_export, "--data", ROOT / sample["test_dir"], "--min-top1", "1.0",
+               "--json", "--save", saved)
+    assert r.code == 2, r.stderr
+    doc = json.loads(saved.read_text())
+    assert doc["vitdeploy_result"] == "eval" and doc["data"] == str(ROOT / sample["test_dir"])
+    assert doc["results"] == json.loads(r.stdout)

@@ -67,6 +67,7 @@ class BenchRow:
     model: str | None = None
     samples: int = 0
     notes: list[str] = field(default_factory=list)
+    session: dict = field(default_factory=dict)  # the runtime's session settings (Runtime.settings)
 
 
 @dataclass
@@ -145,18 +146,26 @@ class _Unit:
     artifact: str
     runtime: str
     model: str | None
+    precision: str | None = None  # the compute precision asked of the runtime, if any
 
 
-def _units(artifacts: Sequence[str | Path], runtimes: Sequence[str] | None,
-           verify: bool) -> list[_Unit]:
-    """Every (artifact, runtime) checked as Predictor would, before any process starts: the
-    manifest's digests, the deploy config, a model file the runtime can load."""
+def _units(artifacts: Sequence[str | Path], runtimes: Sequence[str] | None, verify: bool,
+           precisions: Sequence[str] | None = None) -> list[_Unit]:
+    """Every (artifact, runtime, precision) checked as Predictor would, before any process
+    starts: the manifest's digests, the deploy config, a model file the runtime can load. Each
+    of ``precisions`` applies where the runtime offers it (OpenVINO: fp32, bf16, fp16); a
+    runtime that offers none runs its model file as it is, once."""
     from .artifacts import read_artifact_info, verify_artifact
     from .predictor import resolve_runtime
-    from .runtimes import get_runtime
+    from .runtimes import RUNTIMES, get_runtime
 
     for name in runtimes or ():
         get_runtime(name)
+    offered = {p for cls in RUNTIMES.values() for p in cls.precision_choices}
+    for p in precisions or ():
+        if p not in offered:
+            raise VitdeployError(f"no runtime computes in precision {p!r}; offered: "
+                                 f"{', '.join(sorted(offered))} (openvino)")
     units = []
     for art in artifacts:
         if verify:
@@ -164,7 +173,9 @@ def _units(artifacts: Sequence[str | Path], runtimes: Sequence[str] | None,
         info = read_artifact_info(art)
         for name in runtimes or [None]:
             cls, _path = resolve_runtime(info.directory, name)
-            units.append(_Unit(str(art), cls.name, info.manifest.get("model")))
+            mine = [p for p in dict.fromkeys(precisions or ()) if p in cls.precision_choices]
+            for p in mine or [None]:
+                units.append(_Unit(str(art), cls.name, info.manifest.get("model"), p))
     return units
 
 
@@ -267,13 +278,15 @@ def _percentile(values: Sequence[float], q: float) -> float:
 def bench(artifacts: Sequence[str | Path], *, runtimes: Sequence[str] | None = None,
           batch_sizes: Sequence[int] = (1, 4, 8), warmup: int = 3, repeat: int | None = None,
           seconds: float | None = None, threads: int | None = None, verify: bool = True,
-          progress: Progress | None = None) -> BenchReport:
+          precisions: Sequence[str] | None = None, progress: Progress | None = None) -> BenchReport:
     """Measure every artifact on its own runtime (or each of ``runtimes``) at every batch size.
 
     ``repeat``: measured runs per artifact and batch size (default 20); ``seconds`` instead: each
     batch size runs rounds until ``seconds`` x (number of artifacts) seconds have been measured,
     every artifact once per round (at least 3 rounds). ``threads``: for every runtime and the GEMM
-    probe (default: physical cores). Everything is validated before any process starts."""
+    probe (default: physical cores). ``precisions``: compute precisions to measure where a
+    runtime offers them (e.g. OpenVINO fp32 and bf16 of one IR). Everything is validated before
+    any process starts."""
     from .runtimes import physical_cores
 
     say = progress or (lambda _done, _total, _msg: None)
@@ -283,7 +296,7 @@ def bench(artifacts: Sequence[str | Path], *, runtimes: Sequence[str] | None = N
     if repeat is None and seconds is None:
         repeat = DEFAULT_REPEAT
     threads = threads or physical_cores()
-    units = _units(artifacts, runtimes, verify)
+    units = _units(artifacts, runtimes, verify, precisions)
     report = BenchReport(machine_info(threads), threads, float("nan"), [], float("nan"),
                          {"batch_sizes": list(batch_sizes), "warmup": warmup, "repeat": repeat,
                           "seconds": seconds, "runs_per_request": RUNS_PER_REQUEST,
@@ -307,7 +320,7 @@ def bench(artifacts: Sequence[str | Path], *, runtimes: Sequence[str] | None = N
             say(0, 1, f"loading {u.artifact} on {u.runtime}")
             children.append(_Child(f"{u.artifact} ({u.runtime})", threads))
             loads.append(children[-1].ask("load", artifact=u.artifact, runtime=u.runtime,
-                                          threads=threads))
+                                          threads=threads, precision=u.precision))
             children[-1].pids = loads[-1]["pids"]
             wait_quiet(children[-1].pids)
             overhead += children[-1].ask("overhead", runs=OVERHEAD_RUNS)["times"]
@@ -375,7 +388,7 @@ def _row(u: _Unit, loaded: dict, batch: int, seconds: list[float], rss_mb: float
                     detail, batch, p50, _percentile(ms, 90), _percentile(ms, 99),
                     batch / (p50 / 1e3) if p50 > 0 else float("inf"), loaded["load_s"], rss_mb,
                     gflops, gflops / gemm_gflops if gflops is not None and gemm_gflops > 0 else None,
-                    loaded.get("model") or u.model, len(ms), notes)
+                    loaded.get("model") or u.model, len(ms), notes, loaded.get("settings") or {})
 
 
 class _CallableModule(types.ModuleType):

@@ -3,8 +3,9 @@
 ``python -m vitdeploy.bench_worker`` reads one JSON command per line on stdin and answers each with
 one JSON line on the stdout it started with (anything a backend prints goes to stderr instead):
 
-    {"cmd": "load", "artifact", "runtime", "threads"}  -> {"ok", "load_s", "runtime", "detail",
-                           "artifact_precision", "compute_precision", "notes", "input_size", "model"}
+    {"cmd": "load", "artifact", "runtime", "threads", "precision"?, "settings"?}
+                            -> {"ok", "load_s", "runtime", "detail", "settings", "artifact_precision",
+                                "compute_precision", "notes", "input_size", "model"}
     {"cmd": "warmup", "batch": B, "runs": N}            -> {"ok"}               (untimed)
     {"cmd": "run", "batch": B, "runs": K, "rewarm": W, "rewarm_s": S}
                                                         -> {"ok", "times": [seconds, ...]}
@@ -72,11 +73,14 @@ class Worker:
         t0 = time.perf_counter()
         # the parent has verified the manifest already: hashing it again here is not loading
         self.predictor = Predictor(req["artifact"], runtime=req.get("runtime"),
-                                   threads=req["threads"], verify=False)
+                                   threads=req["threads"], verify=False,
+                                   precision=req.get("precision"),
+                                   settings=req.get("settings"))
         load_s = time.perf_counter() - t0
         rt = self.predictor.runtime
         pids = [os.getpid(), *([rt.worker_pid] if getattr(rt, "worker_pid", None) else [])]
         return {"ok": True, "load_s": load_s, "pids": pids, "runtime": rt.name, "detail": rt.detail,
+                "settings": rt.settings,
                 "artifact_precision": rt.artifact_precision, "compute_precision": rt.compute_precision,
                 "notes": list(rt.notes), "input_size": self.predictor.input_size,
                 "model": self.predictor.info.manifest.get("model")}

@@ -78,8 +78,9 @@ class Predictor:
     def __init__(self, artifact_dir: str | Path, runtime: str | None = None,
                  threads: int | None = None, precision: str | None = None,
                  strict_precision: bool = True, model: str | None = None,
-                 verify: bool = True) -> None:
-        """``strict_precision=False`` applies ``precision`` only where the runtime offers it;
+                 verify: bool = True, settings: dict[str, object] | None = None) -> None:
+        """``settings`` overrides the runtime's measured session defaults (``Runtime.settings``);
+        ``strict_precision=False`` applies ``precision`` only where the runtime offers it;
         ``model`` names the architecture of a bare PaddleClas export (no inference.yml);
         ``verify`` checks every file against the artifact's manifest before anything is loaded."""
         if verify:
@@ -88,7 +89,8 @@ class Predictor:
         cls, path = resolve_runtime(self.info.directory, runtime)
         if not strict_precision and precision not in cls.precision_choices:
             precision = None
-        self.runtime: Runtime = cls(path, threads=threads, precision=precision)
+        self.runtime: Runtime = cls(path, threads=threads, precision=precision,
+                                       settings=settings)
         self.runtime.load()
 
     @property

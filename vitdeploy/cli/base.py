@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import functools
 import json
-import math
 import os
 import sys
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Optional
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # Paddle's C++ logging would pollute --json output
@@ -22,6 +22,7 @@ from typer.core import TyperGroup  # noqa: E402
 
 from .. import __version__  # noqa: E402
 from ..errors import VitdeployError  # noqa: E402
+from ..results import strict_json as _finite  # noqa: E402  (NaN/inf become null)
 
 # Wide tables when piped (CI logs); a terminal keeps its own width.
 out = Console(width=None if sys.stdout.isatty() else 200)
@@ -90,18 +91,6 @@ def handle_errors(fn: Callable) -> Callable:
     return wrapper
 
 
-def _finite(data: Any) -> Any:
-    """Strict JSON has no NaN/Infinity (json.dumps would write them): they become null; the
-    failures that explain them are in the same record."""
-    if isinstance(data, float) and not math.isfinite(data):
-        return None
-    if isinstance(data, dict):
-        return {k: _finite(v) for k, v in data.items()}
-    if isinstance(data, (list, tuple)):
-        return [_finite(v) for v in data]
-    return data
-
-
 def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
@@ -132,6 +121,11 @@ BadImages = Annotated[str, typer.Option(
 MaxPixels = Annotated[Optional[int], typer.Option(
     "--max-image-pixels", min=1, help="Refuse images with more pixels, read from the header "
     "before decoding (default 178956970, or $VITDEPLOY_MAX_IMAGE_PIXELS).")]
+
+
+SavePath = Annotated[Optional[Path], typer.Option(
+    "--save", help="Also write the --json result to this file, for 'vitdeploy report'. Replaces "
+    "only a file that an earlier --save wrote.")]
 
 
 BatchSizes = Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")]

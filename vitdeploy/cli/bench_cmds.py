@@ -9,7 +9,18 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from .base import AsJson, BatchSizes, NoVerify, app, err, handle_errors, out, parse_batch_sizes, print_json
+from .base import (
+    AsJson,
+    BatchSizes,
+    NoVerify,
+    SavePath,
+    app,
+    err,
+    handle_errors,
+    out,
+    parse_batch_sizes,
+    print_json,
+)
 
 if TYPE_CHECKING:
     from ..bench import BenchReport, BenchRow
@@ -32,25 +43,36 @@ def bench_cmd(
     threads: Optional[int] = typer.Option(
         None, "--threads", help="Threads for every runtime and the GEMM probe (default: physical "
         "cores)."),
+    precision: Optional[list[str]] = typer.Option(
+        None, "--precision", help="Compute precision(s) to measure where a runtime offers them "
+        "(repeatable; openvino: fp32, bf16, fp16); other runtimes run their model file once."),
     no_verify: NoVerify = False,
+    save: SavePath = None,
     as_json: AsJson = False,
 ):
     """Measure latency (p50/p90/p99), throughput, load time and memory per artifact and batch size.
 
     Each artifact runs in a process of its own; the runs are interleaved across artifacts."""
     from ..bench import bench
+    from ..results import check_save_path, save_result
 
     sizes = parse_batch_sizes(batch_sizes)
+    if save is not None:  # refused now, not after minutes of measuring
+        check_save_path(save)
     bar = _Bar()
     try:
         report = bench(artifacts, runtimes=runtime, batch_sizes=sizes, warmup=warmup,
                        repeat=repeat, seconds=seconds, threads=threads, verify=not no_verify,
+                       precisions=precision,
                        progress=bar.update)
     finally:
         bar.stop()
     if as_json:
-        return print_json(report.to_dict())
-    _tables(report)
+        print_json(report.to_dict())
+    else:
+        _tables(report)
+    if save is not None:
+        save_result("bench", report.to_dict(), save)
 
 
 class _Bar:
@@ -92,9 +114,9 @@ def _num(value: float | None, fmt: str) -> str:
 def _tables(report: BenchReport) -> None:
     sizes = report.settings["batch_sizes"]
     m = report.machine
-    cells: dict[tuple[str, str], dict[int, BenchRow]] = {}
-    for r in report.results:
-        cells.setdefault((r.artifact, r.runtime), {})[r.batch_size] = r
+    cells: dict[tuple[str, str, str], dict[int, BenchRow]] = {}
+    for r in report.results:  # one line per artifact, runtime and computed precision
+        cells.setdefault((r.artifact, r.runtime, r.compute_precision), {})[r.batch_size] = r
     table = Table(title=f"latency p50 (ms), {report.threads} threads on {m['cpu']}")
     for col in ("artifact", "model", "runtime", "precision", *(f"bs={b}" for b in sizes)):
         table.add_column(col, justify="right" if col.startswith("bs=") else "left")
@@ -105,11 +127,11 @@ def _tables(report: BenchReport) -> None:
     out.print(table)
 
     detail = Table(title="detail")
-    for col in ("artifact", "runtime", "bs", "p50 ms", "p90 ms", "p99 ms", "img/s", "load s",
+    for col in ("artifact", "runtime", "precision", "bs", "p50 ms", "p90 ms", "p99 ms", "img/s", "load s",
                 "peak RSS MB", "GFLOP/s", "% of GEMM", "runs"):
         detail.add_column(col, justify="left" if col in ("artifact", "runtime") else "right")
     for r in report.results:
-        detail.add_row(r.artifact, r.runtime, str(r.batch_size), f"{r.p50_ms:.2f}",
+        detail.add_row(r.artifact, r.runtime, _precision(r), str(r.batch_size), f"{r.p50_ms:.2f}",
                        f"{r.p90_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.throughput:.1f}",
                        f"{r.load_s:.2f}", f"{r.peak_rss_mb:.0f}", _num(r.gflops, ".1f"),
                        _num(None if r.of_gemm is None else 100 * r.of_gemm, ".1f"), str(r.samples))

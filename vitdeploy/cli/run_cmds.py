@@ -16,6 +16,7 @@ from .base import (
     MaxPixels,
     ModelName,
     NoVerify,
+    SavePath,
     app,
     err,
     handle_errors,
@@ -98,11 +99,16 @@ def parity(
     no_verify: NoVerify = False,
     bad_images: BadImages = "skip",
     max_pixels: MaxPixels = None,
+    save: SavePath = None,
     as_json: AsJson = False,
 ):
     """Prove that artifacts give the same outputs as the Paddle fp32 reference (exit 2 if not)."""
     images_opts = image_options(bad_images, max_pixels)
     from ..parity import run_parity
+    from ..results import check_save_path, save_result
+
+    if save is not None:  # refused now, not after the run
+        check_save_path(save)
 
     overrides = {k: v for k, v in (("min_cosine", min_cosine), ("min_top1_agreement", min_top1),
                                    ("max_abs", max_abs)) if v is not None}
@@ -117,6 +123,8 @@ def parity(
         print_json(report.to_dict())
     else:
         _parity_table(report)
+    if save is not None:  # a failed check is a result too: saved, then exit 2
+        save_result("parity", report.to_dict(), save)
     if not report.passed:
         raise typer.Exit(2)
 
@@ -165,6 +173,7 @@ def eval_cmd(
     no_verify: NoVerify = False,
     bad_images: BadImages = "skip",
     max_pixels: MaxPixels = None,
+    save: SavePath = None,
     as_json: AsJson = False,
 ):
     """Measure top-1 / top-5 accuracy of one or more artifacts on the same labelled images."""
@@ -173,6 +182,10 @@ def eval_cmd(
                              "or a PaddleClas list file)")
     images_opts = image_options(bad_images, max_pixels)
     from ..evaluate import evaluate_many
+    from ..results import check_save_path, save_result
+
+    if save is not None:
+        check_save_path(save)
 
     with err.status(f"evaluating on {data}") as status:
         rows = evaluate_many(artifacts, data, runtime=runtime, batch_size=batch_size, limit=limit,
@@ -183,6 +196,8 @@ def eval_cmd(
         print_json([r.to_dict() for r in rows])
     else:
         _eval_table(rows, data)
+    if save is not None:  # the --json list, with the data it was measured on
+        save_result("eval", {"data": str(data), "results": [r.to_dict() for r in rows]}, save)
     failing = [r for r in rows if min_top1 is not None and r.top1 < min_top1]
     for r in failing:
         err.print(f"{r.artifact}: top-1 {r.top1:.4f} is below --min-top1 {min_top1}",

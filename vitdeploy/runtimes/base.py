@@ -6,7 +6,9 @@ import functools
 import os
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -38,11 +40,17 @@ class Runtime(ABC):
     compute_precision: str = "fp32"  # what the runtime really computed in (set by load)
     precision_choices: tuple[str, ...] = ()  # compute precisions a caller may ask for
     detail: str = ""  # e.g. which device variant really ran (Lite: the x86 twin)
+    # Session settings: the measured defaults (docs/benchmarks.md) and what a caller may choose
+    # instead (benchmarks/session_settings.py compares them); keys a runtime lacks are errors.
+    default_settings: ClassVar[dict[str, object]] = {}
+    setting_choices: ClassVar[dict[str, tuple]] = {}
 
     def __init__(self, model_path: Path, threads: int | None = None,
-                 precision: str | None = None) -> None:
+                 precision: str | None = None,
+                 settings: Mapping[str, object] | None = None) -> None:
         self.model_path = Path(model_path)
         self.threads = threads or physical_cores()
+        self.settings = self.check_settings(settings or {})
         if precision is not None and precision not in self.precision_choices:
             from ..errors import RuntimeUnavailableError
 
@@ -52,6 +60,23 @@ class Runtime(ABC):
             )
         self.requested_precision = precision
         self.notes: list[str] = []  # e.g. "this CPU has no bf16; computed in fp32"
+
+    @classmethod
+    def check_settings(cls, overrides: Mapping[str, object]) -> dict[str, object]:
+        """The defaults with ``overrides`` applied; an unknown key or value is an error."""
+        from ..errors import RuntimeUnavailableError
+
+        for key, value in overrides.items():
+            if key not in cls.setting_choices:
+                known = ", ".join(cls.setting_choices) or "none"
+                raise RuntimeUnavailableError(
+                    f"runtime {cls.name!r} has no setting {key!r}; its settings: {known}")
+            choices = cls.setting_choices[key]
+            if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
+                raise RuntimeUnavailableError(
+                    f"setting {key}={value!r} for runtime {cls.name!r}: choose one of "
+                    f"{', '.join(map(str, choices))}")
+        return {**cls.default_settings, **overrides}
 
     @functools.cached_property
     def artifact_precision(self) -> str:

@@ -1,4 +1,8 @@
-"""ONNX Runtime on the CPU, full graph optimisation, one intra-op thread per physical core."""
+"""ONNX Runtime on the CPU, full graph optimisation, one intra-op thread per physical core.
+
+Session settings measured on DeiT-tiny/base (docs/benchmarks.md, benchmarks/session_settings.py);
+``library`` builds a session with ONNX Runtime's own defaults, the "before" of that table.
+"""
 
 from __future__ import annotations
 
@@ -17,9 +21,17 @@ def find_onnx(directory: Path) -> Path | None:
     return found[0] if len(found) == 1 else None
 
 
+_LEVELS = ("disable", "basic", "extended", "all")
+
+
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
     formats = "an .onnx file"
+    default_settings = {"graph_optimization": "all", "mem_arena": True, "mem_pattern": True,
+                        "spinning": True, "library": False}
+    setting_choices = {"graph_optimization": _LEVELS, "mem_arena": (True, False),
+                       "mem_pattern": (True, False), "spinning": (True, False),
+                       "library": (True, False)}
 
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
@@ -30,12 +42,20 @@ class OnnxRuntime(Runtime):
             import onnxruntime as ort
         except ImportError:
             raise RuntimeUnavailableError("onnxruntime is not installed: pip install onnxruntime") from None
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = self.threads
-        opts.inter_op_num_threads = 1
-        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        opts, s = ort.SessionOptions(), self.settings
         opts.log_severity_level = 3
+        if not s["library"]:
+            opts.intra_op_num_threads = self.threads
+            opts.inter_op_num_threads = 1
+            opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+            level = _LEVELS.index(str(s["graph_optimization"]))
+            opts.graph_optimization_level = (
+                ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+            )[level]
+            opts.enable_cpu_mem_arena = bool(s["mem_arena"])
+            opts.enable_mem_pattern = bool(s["mem_pattern"])
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if s["spinning"] else "0")
         try:
             self._session = ort.InferenceSession(str(self.model_path), opts,
                                                  providers=["CPUExecutionProvider"])

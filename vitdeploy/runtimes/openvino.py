@@ -22,6 +22,8 @@ class OpenVinoRuntime(Runtime):
     name = "openvino"
     formats = "model.xml (+ model.bin) or an .onnx file"
     precision_choices = tuple(_HINTS)
+    default_settings = {"hint": "LATENCY", "streams": "auto"}
+    setting_choices = {"hint": ("LATENCY", "THROUGHPUT", "library"), "streams": ("auto", 1, 2, 4)}
 
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
@@ -40,8 +42,11 @@ class OpenVinoRuntime(Runtime):
                 f"OpenVINO precision {want!r} is not supported; use one of {', '.join(_HINTS)}"
             )
         core = ov.Core()
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": self.threads,
-                  "INFERENCE_PRECISION_HINT": _HINTS[want]}
+        config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": _HINTS[want]}
+        if self.settings["hint"] != "library":
+            config["PERFORMANCE_HINT"] = self.settings["hint"]
+        if self.settings["streams"] != "auto":
+            config["NUM_STREAMS"] = int(self.settings["streams"])
         try:
             model = core.read_model(str(self.model_path))
             self._compiled = core.compile_model(model, "CPU", config)

@@ -14,6 +14,11 @@ from .base import Runtime
 class PaddleRuntime(Runtime):
     name = "paddle"
     formats = "inference.json or inference.pdmodel, with inference.pdiparams"
+    # Paddle 3's CPU defaults already run oneDNN kernels with IR optimisation (measured against
+    # both off: docs/benchmarks.md). Not offered: enable_memory_optim, which cannot build a
+    # predictor for a PIR program in Paddle 3.3 (pass_result_info.h:48).
+    default_settings = {"onednn": True, "ir_optim": True}
+    setting_choices = {"onednn": (True, False), "ir_optim": (True, False)}
 
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
@@ -34,6 +39,9 @@ class PaddleRuntime(Runtime):
         config.disable_gpu()
         config.set_cpu_math_library_num_threads(self.threads)
         config.disable_glog_info()
+        if not self.settings["onednn"]:  # on by default (calling enable_onednn again breaks PIR)
+            config.disable_onednn()
+        config.switch_ir_optim(bool(self.settings["ir_optim"]))
         try:
             with quiet_stdout():  # oneDNN passes print to stdout while building the predictor
                 self._predictor = inference.create_predictor(config)
