@@ -43,24 +43,24 @@ def label(row: dict) -> str:
 
 def table(report: dict) -> str:
     rows, sizes = report["results"], report["settings"]["batch_sizes"]
-    key = {(r["artifact"], r["runtime"], r["compute_precision"]) for r in rows}
-    by = {(r["artifact"], r["runtime"], r["compute_precision"], r["batch_size"]): r for r in rows}
+    def key(r: dict) -> tuple:
+        return r["artifact"], r["runtime"], r["compute_precision"], r.get("requested_precision")
+
+    by = {(*key(r), r["batch_size"]): r for r in rows}
     paddle = {r["batch_size"]: r["p50_ms"] for r in rows if r["runtime"] == "paddle"}
     lines = [f"| artifact | runtime | stored / computed | {' | '.join(f'bs={b} ms' for b in sizes)} "
              f"| {' | '.join(f'vs Paddle bs={b}' for b in sizes)} | of GEMM bs={sizes[-1]} |",
              "|---|---|---|" + "---:|" * (2 * len(sizes) + 1)]
-    order = []
-    for r in rows:
-        k = (r["artifact"], r["runtime"], r["compute_precision"])
-        if k in key and k not in order:
-            order.append(k)
-    for art, runtime, computed in order:
-        cells = [by[(art, runtime, computed, b)] for b in sizes]
-        first = cells[0]
+    order = list(dict.fromkeys(key(r) for r in rows))
+    for k in order:
+        cells = [by[(*k, b)] for b in sizes]
+        first, computed, asked = cells[0], k[2], k[3]
+        if asked not in (None, computed):  # an int8 IR computes int8 whatever is asked
+            computed += f" ({asked} asked)"
         ms = " | ".join(f"{c['p50_ms']:.1f}" for c in cells)
         ratio = " | ".join(f"{paddle[b] / c['p50_ms']:.2f}x" for b, c in zip(sizes, cells, strict=True))
         gemm = cells[-1]["of_gemm"]
-        lines.append(f"| {label(first)} | {runtime} | {first['artifact_precision']} / {computed} | "
+        lines.append(f"| {label(first)} | {k[1]} | {first['artifact_precision']} / {computed} | "
                      f"{ms} | {ratio} | {gemm:.0%} |")
     return "\n".join(lines)
 

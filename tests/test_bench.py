@@ -139,6 +139,7 @@ def test_bench_no_verify_and_unknown_model(sample_export, tmp_path, quick_probe)
     (["--repeat", "0"], ["--repeat", "positive integer"]),
     (["--warmup", "-1"], ["--warmup", ">= 0"]),
     (["--threads", "0"], ["--threads", "positive integer"]),
+    (["--precision", "int4"], ["precision 'int4'", "bf16"]),
     (["--repeat", "many"], ["--repeat"]),
 ])
 def test_bench_bad_options_one_line(sample_export, args, needles, no_process):
@@ -245,6 +246,7 @@ def test_bench_precisions_and_session(sample_openvino, sample_onnx, quick_probe)
     assert [r[0] for r in rows] == ["openvino", "openvino", "onnxruntime"]
     assert rows[0][1] == "fp32"
     assert rows[1][1] == "bf16" or rows[1][2], rows[1]  # bf16, or a note saying why not
+    assert [r.requested_precision for r in report.results] == ["fp32", "bf16", None]
     assert report.results[0].session == {"hint": "LATENCY", "streams": "auto"}
     assert report.results[2].session["graph_optimization"] == "all"
     with pytest.raises(VitdeployError, match="precision 'int4'"):

@@ -68,6 +68,7 @@ class BenchRow:
     samples: int = 0
     notes: list[str] = field(default_factory=list)
     session: dict = field(default_factory=dict)  # the runtime's session settings (Runtime.settings)
+    requested_precision: str | None = None  # what --precision asked of the runtime, if anything
 
 
 @dataclass
@@ -388,7 +389,8 @@ def _row(u: _Unit, loaded: dict, batch: int, seconds: list[float], rss_mb: float
                     detail, batch, p50, _percentile(ms, 90), _percentile(ms, 99),
                     batch / (p50 / 1e3) if p50 > 0 else float("inf"), loaded["load_s"], rss_mb,
                     gflops, gflops / gemm_gflops if gflops is not None and gemm_gflops > 0 else None,
-                    loaded.get("model") or u.model, len(ms), notes, loaded.get("settings") or {})
+                    loaded.get("model") or u.model, len(ms), notes, loaded.get("settings") or {},
+                    u.precision)
 
 
 class _CallableModule(types.ModuleType):

@@ -102,9 +102,11 @@ def _runtime(r: BenchRow) -> str:
 
 
 def _precision(r: BenchRow) -> str:
-    if r.artifact_precision == r.compute_precision:
-        return r.artifact_precision
-    return f"{r.artifact_precision} / {r.compute_precision}"
+    text = r.artifact_precision if r.artifact_precision == r.compute_precision else \
+        f"{r.artifact_precision} / {r.compute_precision}"
+    if r.requested_precision not in (None, r.compute_precision):  # e.g. an int8 IR, bf16 asked
+        text += f" ({r.requested_precision} asked)"
+    return text
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -114,9 +116,10 @@ def _num(value: float | None, fmt: str) -> str:
 def _tables(report: BenchReport) -> None:
     sizes = report.settings["batch_sizes"]
     m = report.machine
-    cells: dict[tuple[str, str, str], dict[int, BenchRow]] = {}
-    for r in report.results:  # one line per artifact, runtime and computed precision
-        cells.setdefault((r.artifact, r.runtime, r.compute_precision), {})[r.batch_size] = r
+    cells: dict[tuple, dict[int, BenchRow]] = {}
+    for r in report.results:  # one line per artifact, runtime and precision (computed, asked)
+        key = (r.artifact, r.runtime, r.compute_precision, r.requested_precision)
+        cells.setdefault(key, {})[r.batch_size] = r
     table = Table(title=f"latency p50 (ms), {report.threads} threads on {m['cpu']}")
     for col in ("artifact", "model", "runtime", "precision", *(f"bs={b}" for b in sizes)):
         table.add_column(col, justify="right" if col.startswith("bs=") else "left")
