@@ -1,12 +1,12 @@
 """The ``vitdeploy`` command line: parse, call one library function, render.
 
 base.py holds the app, its one-line error handling and the shared options; artifact_cmds.py
-(models, export, convert, inspect, doctor, lite setup), run_cmds.py (predict, parity, eval) and
-bench_cmds.py (bench) the commands."""
+(models, export, convert, inspect, doctor, lite setup), run_cmds.py (predict, parity, eval),
+bench_cmds.py (bench) and package_cmds.py (package) the commands."""
 
 from __future__ import annotations
 
-from . import artifact_cmds, bench_cmds, run_cmds  # noqa: F401  (importing them registers the commands)
+from . import artifact_cmds, bench_cmds, package_cmds, run_cmds  # noqa: F401  (importing them registers the commands)
 from .base import app
 
 
