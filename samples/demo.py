@@ -54,8 +54,13 @@ def main() -> None:
     # speed: each artifact in its own process, runs interleaved; Lite is its x86 twin here
     step("bench", *(rel[n] for n in ("export", "onnx", "openvino", "onnx_int8", "openvino_int8",
                                      "lite_arm8")), "--repeat", "5", "--save", out / "bench.json")
+    # the phone bundle: .nb, labels, self-check data, C++ demo, build/run scripts (its table lists
+    # every file with its size, and the total)
+    step("package", rel["export"], "--target", "android-arm8",
+         "--out", (OUT / "demo-android-arm8.zip").relative_to(ROOT), "--force")
     step("report", out, "--out", out / "report.html", "--force")
     print(f"\nReport: {OUT / 'report.html'} (Markdown twin: {OUT / 'report.md'})")
+    print(f"Phone bundle: {OUT / 'demo-android-arm8.zip'} (unzip it and read its README.md)")
 
 
 if __name__ == "__main__":

@@ -29,6 +29,10 @@ class ArtifactError(VitdeployError):
     """A missing, incomplete or corrupt artifact directory."""
 
 
+class ReferenceFileError(VitdeployError):
+    """A reference file (.npz) that cannot be read, is not ours, or is inconsistent."""
+
+
 class OutputExistsError(VitdeployError):
     """An output path that exists and would be overwritten without --force."""
 

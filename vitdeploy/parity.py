@@ -2,7 +2,9 @@
 
 The reference output of each input is Paddle Inference at batch 1. Each (artifact, runtime) runs
 the same inputs at every requested batch size; the worst case over batch sizes is reported, and
-outputs for the same input must agree across batch sizes (batch consistency).
+outputs for the same input must agree across batch sizes (batch consistency). A reference file
+from ``vitdeploy reference`` (reference.py) may stand in for the Paddle export: its inputs and
+outputs, computed on another machine, are used as they are.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from .errors import ArtifactError, VitdeployError
 from .precision import batch_dependent, looser
 from .predictor import Predictor
 from .preprocess import check_policy, collect_images, no_usable_images, preprocess_usable, skipped_records
+from .reference import Reference, check_artifact, is_reference_file, load_reference
 
 
 @dataclass(frozen=True)
@@ -166,13 +169,15 @@ def check(metrics: dict, batch_diff: float, tol: Tolerance) -> list[str]:
     return fails
 
 
-def run_parity(ref_dir: str | Path, artifacts: Sequence[str | Path], *,
+def run_parity(ref_dir: str | Path | Reference, artifacts: Sequence[str | Path], *,
                images: Sequence[str | Path] | None = None, batch_sizes: Sequence[int] = (1, 4, 8),
                runtimes: Sequence[str] | None = None, precision: str | None = None,
                num_random: int = 8, overrides: dict | None = None, model: str | None = None,
                verify: bool = True, progress: Callable[[str], None] | None = None,
                on_bad_image: str = "skip", max_pixels: int | None = None) -> ParityReport:
-    """``model`` names the architecture of bare PaddleClas directories (no inference.yml).
+    """``ref_dir`` is the Paddle export run here at batch 1, or a reference (a .npz path or a
+    Reference), which brings its own inputs: then ``images`` must be None and ``num_random`` is
+    unused. ``model`` names the architecture of bare PaddleClas directories (no inference.yml).
     Bad ``images`` are skipped and listed in ``inputs["skipped"]``, or raised with "stop"."""
     say = progress or (lambda _msg: None)
     check_policy(on_bad_image)
@@ -184,20 +189,31 @@ def run_parity(ref_dir: str | Path, artifacts: Sequence[str | Path], *,
     if not isinstance(num_random, int) or num_random < 1:
         raise VitdeployError(f"--num-random must be a positive integer, got {num_random}")
     overrides = validate_overrides(overrides)
-    with Predictor(ref_dir, runtime="paddle", model=model, verify=verify) as ref:
-        x, inputs = make_inputs(ref, images, num_random, on_bad_image=on_bad_image,
-                                max_pixels=max_pixels)
-        say(f"reference: Paddle Inference on {len(x)} inputs")
-        expected = run_batched(ref.predict_batch, x, 1)
-        ref_pre = ref.info.preprocess
-        reference = {"dir": str(ref_dir), "runtime": "paddle",
-                     "precision": ref.runtime.compute_precision,
-                     "artifact_precision": ref.runtime.artifact_precision}
+    src = load_reference(ref_dir) if is_reference_file(ref_dir) else ref_dir
+    if isinstance(src, Reference):
+        if images:
+            raise VitdeployError(f"a reference brings its own inputs: drop --images, or pass the "
+                                 f"Paddle export instead of {src.path or 'the reference'}")
+        x, expected, ref_pre = src.inputs, src.outputs, src.preprocess
+        inputs = {"kind": "reference", "count": len(x), "skipped": []}
+        reference = src.describe()
+    else:
+        with Predictor(src, runtime="paddle", model=model, verify=verify) as ref:
+            x, inputs = make_inputs(ref, images, num_random, on_bad_image=on_bad_image,
+                                    max_pixels=max_pixels)
+            say(f"reference: Paddle Inference on {len(x)} inputs")
+            expected = run_batched(ref.predict_batch, x, 1)
+            ref_pre = ref.info.preprocess
+            reference = {"dir": str(src), "runtime": "paddle",
+                         "precision": ref.runtime.compute_precision,
+                         "artifact_precision": ref.runtime.artifact_precision}
     rows = []
     for art in artifacts:
         for name in list(runtimes) if runtimes else [None]:
             with Predictor(art, runtime=name, precision=precision, strict_precision=False,
                            model=model, verify=verify) as pred:
+                if isinstance(src, Reference):
+                    check_artifact(src, pred.info, art, model)
                 rows.append(_compare_artifact(pred, str(art), x, expected, ref_pre, batch_sizes,
                                               overrides, say, inputs["kind"] == "random"))
     return ParityReport(all(r.passed for r in rows), reference, inputs, list(batch_sizes), rows)

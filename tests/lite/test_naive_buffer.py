@@ -10,7 +10,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 
 from vitdeploy.errors import ArtifactError
-from vitdeploy.lite.naive_buffer import HEADER, KERNEL_ATTR, read_nb
+from vitdeploy.lite.naive_buffer import HEADER, KERNEL_ATTR, canonicalize_nb, read_nb
 
 
 def test_arm8_file_fully_placed(sample_lite_arm8):
@@ -194,3 +194,21 @@ def test_crafted_bad_offsets(tmp_path, what):
 def test_crafted_bad_offset_cli(tmp_path):
     f = _write(tmp_path, _corrupt("vector length 2**31"))
     assert_one_line_error(run_cli("inspect", f), "not a Paddle Lite naive-buffer", "out of bounds")
+
+
+def test_converted_nb_header_is_canonical(sample_lite_arm8, tmp_path):
+    """opt leaves leftover memory after the NUL of its version field: conversion zeroes it, so
+    the same model gives the same bytes; canonicalize_nb does it to any .nb, idempotently."""
+    for name in ("model.nb", "model.x86.nb"):
+        raw = (sample_lite_arm8 / name).read_bytes()
+        version = raw[2:18]
+        assert version.split(b"\0", 1)[1].strip(b"\0") == b"", (name, version)
+    junk = tmp_path / "junk.nb"
+    raw = bytearray((sample_lite_arm8 / "model.nb").read_bytes())
+    end = raw.index(0, 2)
+    raw[end + 1:18] = b"\x7f" * (18 - end - 1)
+    junk.write_bytes(raw)
+    canonicalize_nb(junk)
+    assert junk.read_bytes() == (sample_lite_arm8 / "model.nb").read_bytes()
+    canonicalize_nb(junk)
+    assert read_nb(junk).opt_version == read_nb(sample_lite_arm8 / "model.nb").opt_version

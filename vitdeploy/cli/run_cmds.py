@@ -1,4 +1,4 @@
-"""Commands that run artifacts: predict, parity, eval."""
+"""Commands that run artifacts: predict, reference, parity, eval."""
 
 from __future__ import annotations
 
@@ -77,8 +77,57 @@ def predict(
 
 @app.command()
 @handle_errors
+def reference(
+    artifact: Path = typer.Argument(..., help="Artifact whose outputs become the reference "
+                                    "(usually the Paddle export)."),
+    images: list[Path] = typer.Option(..., "--images", help="Images or folders (repeatable); "
+                                      "folders are read recursively, sorted."),
+    out_file: Path = typer.Option(..., "--out", help="Reference file to write (.npz)."),
+    runtime: Optional[str] = typer.Option(None, "--runtime", "-r",
+                                          help="Runtime (default: from the directory)."),
+    precision: Optional[str] = typer.Option(None, "--precision",
+                                            help="Compute precision (openvino: fp32, bf16, fp16)."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1,
+                                        help="Use only the first N images."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+    model: ModelName = None,
+    no_verify: NoVerify = False,
+    bad_images: BadImages = "skip",
+    max_pixels: MaxPixels = None,
+    as_json: AsJson = False,
+):
+    """Save an artifact's outputs on images as a portable reference file for 'vitdeploy parity'."""
+    images_opts = image_options(bad_images, max_pixels)
+    from ..reference import check_reference_out, compute_reference, save_reference
+
+    check_reference_out(out_file, force=force, protect=[artifact])  # before the long part
+    with err.status("reference") as status:
+        ref = compute_reference(artifact, images, runtime=runtime, precision=precision,
+                                limit=limit, model=model, verify=not no_verify,
+                                progress=status.update, **images_opts)
+        path = save_reference(ref, out_file, force=force, protect=[artifact])
+    warn_skipped(ref.skipped)
+    summary = {**ref.describe(), "bytes": path.stat().st_size,
+               "skipped": len(ref.skipped)}
+    if as_json:
+        return print_json(summary)
+    versions = ", ".join(f"{k} {v}" for k, v in summary["versions"].items())
+    for label, value in (
+            ("reference", f"{path} ({summary['bytes'] / 1024:.0f} KiB)"),
+            ("model", f"{summary['model'] or 'unknown'} (artifact {summary['artifact']})"),
+            ("runtime", f"{summary['runtime']}; stores {summary['artifact_precision']}, computed "
+                        f"in {summary['precision']}"),
+            ("inputs", f"{summary['count']} images, {'x'.join(map(str, summary['input_shape']))}"
+                       f" -> {summary['num_classes']} classes"),
+            ("machine", summary["machine"]), ("versions", versions)):
+        out.print(f"{label:>9}: {value}", markup=False, highlight=False)
+
+
+@app.command()
+@handle_errors
 def parity(
-    ref_dir: Path = typer.Argument(..., help="Paddle export directory: the fp32 reference."),
+    ref_dir: Path = typer.Argument(..., help="Paddle export directory (the fp32 reference, run "
+                                   "here), or a reference file (.npz) from 'vitdeploy reference'."),
     artifacts: list[Path] = typer.Argument(..., help="Artifact directories to compare."),
     images: Optional[list[Path]] = typer.Option(
         None, "--images", help="Images or folders to use as inputs (repeatable); "
@@ -102,7 +151,8 @@ def parity(
     save: SavePath = None,
     as_json: AsJson = False,
 ):
-    """Prove that artifacts give the same outputs as the Paddle fp32 reference (exit 2 if not)."""
+    """Prove that artifacts give the same outputs as the Paddle fp32 reference or a saved
+    reference file (exit 2 if not)."""
     images_opts = image_options(bad_images, max_pixels)
     from ..parity import run_parity
     from ..results import check_save_path, save_result
@@ -130,10 +180,16 @@ def parity(
 
 
 def _parity_table(report) -> None:
-    inputs = report.inputs
-    what = "images" if inputs["kind"] == "images" else "random inputs"
-    table = Table(title=f"parity vs {report.reference['dir']} (paddle fp32) on {inputs['count']} "
-                        f"{what}, batch sizes {','.join(map(str, report.batch_sizes))}")
+    inputs, ref = report.inputs, report.reference
+    what = {"images": "images", "reference": "reference inputs"}.get(inputs["kind"], "random inputs")
+    if ref.get("kind") == "file":
+        versions = ", ".join(f"{k} {v}" for k, v in ref["versions"].items())
+        source = (f"{ref['file']} ({ref['runtime']} {ref['precision']} on {ref['machine']}; "
+                  f"{versions})")
+    else:
+        source = f"{ref['dir']} (paddle fp32)"
+    table = Table(title=f"parity vs {source} on {inputs['count']} {what}, batch sizes "
+                        f"{','.join(map(str, report.batch_sizes))}")
     for col in ("artifact", "runtime", "stored", "computed", "judged as", "max abs", "mean abs",
                 "cosine min", "top-1", "top-5", "batch diff", "result"):
         table.add_column(col, justify="left" if col in ("artifact", "runtime", "result") else "right")

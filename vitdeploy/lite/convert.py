@@ -18,7 +18,7 @@ from ..convert.source import Source
 from ..errors import ArtifactError, CheckpointError, ExportError, OptionError
 from ..runtimes.lite import TWIN
 from . import env as lite_env
-from .naive_buffer import read_nb
+from .naive_buffer import canonicalize_nb, read_nb
 
 ARCHES = {"arm8": "arm", "armv7": "arm", "x86": "x86", "opencl": "opencl,arm"}
 QUANTIZE = ("int8", "int16")
@@ -61,6 +61,7 @@ def _build_twin(legacy: str, out: Path, arch: str, quantize: str | None) -> str:
                                            "out_prefix": str(out / "model.x86")})
     if "error" in res:
         raise ExportError(res["error"])
+    canonicalize_nb(out / "model.x86.nb")
     return weights
 
 
@@ -122,6 +123,7 @@ def convert(source: Source, out: Path, options: Options,
             "quantize": quantize, "fp16": fp16})
         if "error" in res:
             raise ExportError(res["error"])
+        canonicalize_nb(out / "model.nb")  # same model, same bytes (opt leaves junk in the header)
         nb = read_nb(out / "model.nb")
         if fp16 and not any(op.precision == "kFP16" for op in nb.ops):
             raise ExportError("--fp16: opt placed no op on an fp16 kernel; the PyPI paddlelite "

@@ -259,3 +259,17 @@ def _prec(v: str) -> str:
 
 def _lay(v: str) -> str:
     return _LAYOUTS.get(v, v)
+
+
+def canonicalize_nb(path: str | Path) -> None:
+    """Zero the bytes after the NUL of the header's opt version. opt does not clear that 16-byte
+    field: they are leftover memory, different on every run. Paddle Lite reads the field as a C
+    string, so zeroing them changes nothing for it, and one model always gives the same bytes."""
+    start, size = 2, 16  # after the uint16 meta version (HEADER)
+    with open(path, "r+b") as f:
+        f.seek(start)
+        raw = f.read(size)
+        end = raw.find(b"\0")
+        if 0 <= end < len(raw) - 1 and raw[end:].strip(b"\0"):
+            f.seek(start + end)
+            f.write(bytes(len(raw) - end))
