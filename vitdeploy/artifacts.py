@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -58,6 +58,35 @@ def check_output_dir(out: str | Path, force: bool = False,
     if out.is_dir() and any(out.iterdir()) and not force:
         raise OutputExistsError(f"output directory {out} is not empty; pass --force to replace it")
     return out
+
+
+@contextlib.contextmanager
+def atomic_file(out: Path, *, text: bool = False, force: bool = True,
+                flag: str = "--out") -> Iterator[IO]:
+    """A temp file beside ``out``, fsynced and moved onto it (os.replace) only when the block
+    succeeds; on any failure (KeyboardInterrupt included) it vanishes: nothing half-written.
+    ``force=False`` refuses an ``out`` that appeared while the block ran."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    except OSError as e:
+        raise VitdeployError(f"cannot write to {out.parent}: {e.strerror}; choose another {flag}") \
+            from None
+    try:
+        with os.fdopen(fd, "w" if text else "w+b", **({"encoding": "utf-8"} if text else {})) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
+        if out.exists() and not force:
+            raise OutputExistsError(f"{out} exists; pass --force to replace it")
+        os.replace(tmp, out)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise VitdeployError(f"cannot write {out}: {e.strerror or e}") from None
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ import json
 import os
 import platform
 import re
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from . import __version__
-from .artifacts import DIGEST, sha256
+from .artifacts import DIGEST, atomic_file, sha256
 from .errors import OutputExistsError, ReferenceFileError, VitdeployError, first_line
 from .models.config import PreprocessConfig
 from .preprocess import Skipped, check_policy, collect_images, no_usable_images, preprocess_usable
@@ -266,29 +265,13 @@ def save_reference(ref: Reference, path: str | Path, *, force: bool = False,
     p = check_reference_out(path, force=force, protect=protect)
     arrays = _arrays(ref)
     _from_arrays(arrays, str(p))
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.tmp-", dir=p.parent)
-    except OSError as e:
-        raise VitdeployError(f"cannot write to {p.parent}: {e.strerror}; choose a writable --out") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-                for key, arr in arrays.items():
-                    info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_TIME)
-                    info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
-                    with z.open(info, "w", force_zip64=True) as w:
-                        np.lib.format.write_array(w, np.asarray(arr, order="C"), allow_pickle=False)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, p)
-    except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
-        raise VitdeployError(f"cannot write {p}: {e.strerror or first_line(e)}") from None
-    except BaseException:  # includes KeyboardInterrupt: leave nothing half-written
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(p) as f:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+            for key, arr in arrays.items():
+                info = zipfile.ZipInfo(f"{key}.npy", date_time=_ZIP_TIME)
+                info.compress_type, info.external_attr = zipfile.ZIP_DEFLATED, 0o644 << 16
+                with z.open(info, "w", force_zip64=True) as w:
+                    np.lib.format.write_array(w, np.asarray(arr, order="C"), allow_pickle=False)
     ref.path = p
     return p
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from .artifacts import atomic_file
 from .errors import OutputExistsError, VitdeployError, first_line
 
 KINDS = ("parity", "eval", "bench")
@@ -93,21 +92,8 @@ def save_result(kind: str, data: dict | list, path: str | Path) -> Path:
     body = {"results": data} if isinstance(data, list) else dict(data)
     doc = {MARKER: kind, VERSION: _version(), **strict_json(body)}
     parse_result(json.loads(json.dumps(doc)), p)  # what we write must read back
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.tmp-", dir=p.parent)
-    except OSError as e:
-        raise VitdeployError(f"cannot write {p}: {e.strerror}; choose another --save path") from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        os.replace(tmp, p)
-    except BaseException as e:  # includes KeyboardInterrupt: nothing half-written stays
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(e, OSError):
-            raise VitdeployError(f"cannot write {p}: {e.strerror}") from None
-        raise
+    with atomic_file(p, text=True, flag="--save path") as f:
+        f.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
     return p
 
 

@@ -8,13 +8,11 @@ leaves nothing behind.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import stat
 import tempfile
 import zipfile
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -22,7 +20,7 @@ from typing import IO, Any
 import numpy as np
 
 from .. import __version__
-from ..artifacts import DIGEST, MANIFEST, _digest, _within, sha256, write_manifest
+from ..artifacts import DIGEST, MANIFEST, _digest, _within, atomic_file, sha256, write_manifest
 from ..errors import ArtifactError, OptionError, OutputExistsError, VitdeployError
 from ..lite.naive_buffer import canonicalize_nb
 from . import get_target
@@ -219,27 +217,6 @@ def _write_zip(root: Path, stem: str, dest: IO[bytes]) -> list[tuple[str, int]]:
     return listing
 
 
-@contextmanager
-def _atomic_file(out: Path, force: bool) -> Iterator[IO[bytes]]:
-    """A temp file beside ``out``, moved onto it (os.replace) only when the block succeeds."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
-    except OSError as e:
-        raise VitdeployError(f"cannot write to {out.parent}: {e.strerror}; choose a writable --out") \
-            from None
-    try:
-        with os.fdopen(fd, "w+b") as f:
-            yield f
-        os.chmod(tmp, 0o644)  # mkstemp makes it 0600
-        if out.exists() and not force:  # appeared while we worked
-            raise OutputExistsError(f"{out} exists; pass --force to replace it")
-        os.replace(tmp, out)
-    except BaseException:  # includes KeyboardInterrupt: leave nothing half-written
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def package(artifact: str | Path, target: str, out: str | Path, *, force: bool = False,
             images: str | Path | None = None, selfcheck_count: int = 8, verify: bool = True,
             progress: Callable[[str], None] | None = None) -> BundleResult:
@@ -269,7 +246,7 @@ def package(artifact: str | Path, target: str, out: str | Path, *, force: bool =
         root.mkdir()
         say("writing the bundle")
         _write_tree(root, src, paths, x, y, reference, tolerance, source_kind)
-        with _atomic_file(out, force) as f:
+        with atomic_file(out, force=force) as f:
             files = _write_zip(root, out.stem, f)
     return BundleResult(str(out), spec.name, spec.arch, src.model, files, out.stat().st_size,
                         sha256(out), src.nb.opt_version, bool(src.nb.needs_extra()), tolerance,
