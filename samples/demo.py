@@ -56,7 +56,7 @@ def main() -> None:
                                      "lite_arm8")), "--repeat", "5", "--save", out / "bench.json")
     # the phone bundle: .nb, labels, self-check data, C++ demo, build/run scripts (its table lists
     # every file with its size, and the total)
-    step("package", rel["export"], "--target", "android-arm8",
+    step("package", rel["export"], "--target", "android-arm8", "--images", sample["test_dir"],
          "--out", (OUT / "demo-android-arm8.zip").relative_to(ROOT), "--force")
     step("report", out, "--out", out / "report.html", "--force")
     print(f"\nReport: {OUT / 'report.html'} (Markdown twin: {OUT / 'report.md'})")

@@ -30,11 +30,14 @@ def _opencv_decodes(path: Path) -> bool:
 
 def pick_images(images: str | Path, count: int, pre: PreprocessConfig
                 ) -> tuple[list[Path], list[tuple[str, str]]]:
-    """The first ``count`` images under ``images`` that both OpenCV (the demo) and vitdeploy's
-    preprocessing read; the others are skipped with the reason."""
+    """``count`` images under ``images``, spread evenly over the sorted list (a folder per class
+    gives every class a say), that both OpenCV (the demo) and vitdeploy's preprocessing read;
+    the others are skipped with the reason, and the next candidates taken instead."""
     kept: list[Path] = []
     skipped: list[tuple[str, str]] = []
-    for p in collect_images([images]):
+    found = collect_images([images])
+    spread = list(dict.fromkeys(i * len(found) // count for i in range(count)))
+    for p in [found[i] for i in spread] + [f for i, f in enumerate(found) if i not in set(spread)]:
         if len(kept) == count:
             break
         if p.suffix.lower() not in OPENCV_SUFFIXES:
