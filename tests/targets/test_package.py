@@ -110,7 +110,8 @@ def test_selfcheck_images_are_spread_and_readable_by_opencv_and_vitdeploy(tmp_pa
 
 
 def test_templates_ship_in_the_wheel():
-    """pyproject's package-data globs cover every template file (setuptools ships only those)."""
+    """pyproject's package-data globs cover every template file and the vendored Lite headers
+    (setuptools ships only those)."""
     import fnmatch
 
     import tomllib
@@ -118,9 +119,11 @@ def test_templates_ship_in_the_wheel():
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
     globs = cfg["tool"]["setuptools"]["package-data"]["vitdeploy.targets"]
     root = ROOT / "vitdeploy" / "targets"
-    files = [p.relative_to(root).as_posix() for p in (root / "templates").rglob("*")
+    files = [p.relative_to(root).as_posix() for d in ("templates", "third_party")
+             for p in (root / d).rglob("*")
              if p.is_file() and "build" not in p.parts and "__pycache__" not in p.parts]
     assert "templates/README.md.in" in files and "templates/src/main.cc" in files
+    assert "third_party/paddle_lite_v2.13rc/include/paddle_api.h" in files
     for f in files:  # setuptools' "**" spans folders, like fnmatch's "*"
         assert any(fnmatch.fnmatch(f, g) for g in globs), f
 

@@ -46,7 +46,7 @@ def _x86(target: Target, ctx: dict[str, Any]) -> dict[str, str]:
             f"`paddlelite=={ctx['wheel_version']}` wheel's `lite.so` (the Lite toolchain that "
             "`vitdeploy lite setup` installs; it needs a shared `libpython3.10`) and the "
             f"`paddle_api.h` / `paddle_place.h` headers of Paddle Lite {ctx['opt_version']} "
-            "(their folder in `$VITDEPLOY_LITE_HEADERS`):\n\n"
+            "(vitdeploy ships them; `$VITDEPLOY_LITE_HEADERS` names another folder):\n\n"
             "```sh\n"
             "python -c 'from vitdeploy.targets.native import x86_sdk; print(x86_sdk(\"lite-x86\"))'\n"
             "PADDLE_LITE_DIR=$PWD/lite-x86 ./build.sh\n"

@@ -21,6 +21,7 @@ from ..lite import env as lite_env
 HEADERS_ENV = "VITDEPLOY_LITE_HEADERS"
 HEADERS_REL = Path("shared/third_party/paddle-lite-v2.13-rc/include")
 HEADER_FILES = ("paddle_api.h", "paddle_place.h")
+VENDORED_HEADERS = Path(__file__).parent / "third_party" / "paddle_lite_v2.13rc" / "include"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 EXE = "vitdeploy_demo"
 # symbols the demo may leave to the Paddle Lite and OpenCV libraries (mangled prefixes: nested
@@ -43,10 +44,11 @@ def _repo_root() -> Path:
 
 def lite_headers() -> Path:
     """The folder holding Paddle Lite's paddle_api.h and paddle_place.h: $VITDEPLOY_LITE_HEADERS,
-    else ``shared/third_party/paddle-lite-v2.13-rc/include`` above the repository (or beside it)."""
+    else the copy vitdeploy ships (third_party/, Apache-2.0), else
+    ``shared/third_party/paddle-lite-v2.13-rc/include`` above the repository."""
     explicit = os.environ.get(HEADERS_ENV)
-    candidates = [Path(explicit)] if explicit else [
-        d / HEADERS_REL for d in (_repo_root(), *_repo_root().parents)]
+    candidates = [Path(explicit)] if explicit else [VENDORED_HEADERS, *(
+        d / HEADERS_REL for d in (_repo_root(), *_repo_root().parents))]
     for c in candidates:
         if all((c / h).is_file() for h in HEADER_FILES):
             return c
