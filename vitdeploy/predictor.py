@@ -116,13 +116,17 @@ class Predictor:
             results.skipped += skipped
             if not kept:
                 continue
-            out = self.predict_batch(batch)
-            scores = out if self.info.softmax or self._outputs_probabilities(out) else softmax(out)
+            scores = self.scores(self.predict_batch(batch))
             for i, top in zip(kept, topk(scores, topk_k, self.info.labels), strict=False):
                 results.append(Prediction(str(chunk[i]), top))
         if not results:
             raise no_usable_images(results.skipped)
         return results
+
+    def scores(self, out: np.ndarray) -> np.ndarray:
+        """Probabilities for the model's raw outputs, as ``predict_images`` ranks them (row by row:
+        a row's scores do not depend on the rows batched with it)."""
+        return out if self.info.softmax or self._outputs_probabilities(out) else softmax(out)
 
     def _outputs_probabilities(self, out: np.ndarray) -> bool:
         """A PaddleClas export bakes a softmax into the graph by default (Arch.infer_add_softmax)

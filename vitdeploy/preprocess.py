@@ -6,6 +6,7 @@ DecodeImage (OpenCV, BGR -> RGB) -> ResizeImage(resize_short, cv2 or PIL backend
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import stat
@@ -74,7 +75,7 @@ def _open_regular(p: Path) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
-def _identify(f: BinaryIO, p: Path) -> ImageFile | None:
+def _identify(f: BinaryIO, p: str) -> ImageFile | None:
     """Pillow's lazy image (header parsed, no pixels) from the first plugin that accepts the file.
 
     What ``Image.open`` does, minus its own size check, which refuses without telling the size."""
@@ -89,7 +90,7 @@ def _identify(f: BinaryIO, p: Path) -> ImageFile | None:
             continue
         f.seek(0)
         try:
-            return factory(f, str(p))
+            return factory(f, p)
         except Exception:  # this plugin could not parse the header: try the next, as Image.open does
             continue
     return None
@@ -117,41 +118,51 @@ def decode_image(path: str | Path, max_pixels: int | None = None) -> np.ndarray:
     image above ``max_image_pixels(max_pixels)``. What the native decoders print on stderr is
     captured, and quoted in the ImageError when the image cannot be decoded.
     """
+    p = Path(path)
+    with _open_regular(p) as f:
+        return _decode(f, os.fstat(f.fileno()).st_size, str(p), max_pixels)
+
+
+def decode_image_bytes(data: bytes, name: str = "image", max_pixels: int | None = None) -> np.ndarray:
+    """``decode_image`` for an encoded image already in memory (an upload, a request body), with
+    the same limits and messages; ``name`` stands for the path in them."""
+    return _decode(io.BytesIO(data), len(data), name, max_pixels)
+
+
+def _decode(f: BinaryIO, size: int, p: str, max_pixels: int | None) -> np.ndarray:
     import cv2
 
-    p = Path(path)
     limit = max_image_pixels(max_pixels)
     genuine = "raise --max-image-pixels if it is genuine"
-    with _open_regular(p) as f:
-        # an image within the limit takes at most 8 bytes a pixel (16-bit RGBA, uncompressed):
-        # a bigger file is not read into memory whole (64 MiB is always allowed, for metadata)
-        size, byte_limit = os.fstat(f.fileno()).st_size, max(8 * limit, 1 << 26)
-        if size > byte_limit:
-            raise ImageError(f"image too large: {p} is {size} bytes (limit {byte_limit} for "
-                             f"{limit} pixels); {genuine}")
+    # an image within the limit takes at most 8 bytes a pixel (16-bit RGBA, uncompressed):
+    # a bigger file is not read into memory whole (64 MiB is always allowed, for metadata)
+    byte_limit = max(8 * limit, 1 << 26)
+    if size > byte_limit:
+        raise ImageError(f"image too large: {p} is {size} bytes (limit {byte_limit} for "
+                         f"{limit} pixels); {genuine}")
+    try:
+        head = _identify(f, p)
+        if head is None:
+            raise ImageError(f"{p} is not a decodable image ({FORMATS_HINT})")
+        w, h = head.size
+        if w * h > limit:
+            raise ImageError(f"image too large: {p} is {w}x{h} ({w * h} pixels, limit {limit}); "
+                             f"{genuine}")
+        f.seek(0)
+        data = np.frombuffer(f.read(), dtype=np.uint8)
+    except OSError as e:  # an I/O error: a failing disk, a file truncated meanwhile
+        raise ImageError(f"cannot read image {p}: {e.strerror or e}") from None
+    with quiet_stderr() as native:
         try:
-            head = _identify(f, p)
-            if head is None:
-                raise ImageError(f"{p} is not a decodable image ({FORMATS_HINT})")
-            w, h = head.size
-            if w * h > limit:
-                raise ImageError(f"image too large: {p} is {w}x{h} ({w * h} pixels, limit {limit}); "
-                                 f"{genuine}")
-            f.seek(0)
-            data = np.frombuffer(f.read(), dtype=np.uint8)
-        except OSError as e:  # an I/O error: a failing disk, a file truncated meanwhile
-            raise ImageError(f"cannot read image {p}: {e.strerror or e}") from None
-        with quiet_stderr() as native:
-            try:
-                img = cv2.imdecode(data, cv2.IMREAD_COLOR)
-            except cv2.error:  # e.g. above OpenCV's own limit: Pillow may still read it
-                img = None
-            if img is not None:
-                return np.ascontiguousarray(img[:, :, ::-1])
-            try:
-                return np.asarray(head.convert("RGB"))
-            except Exception as e:
-                failure = first_line(e)
+            img = cv2.imdecode(data, cv2.IMREAD_COLOR)
+        except cv2.error:  # e.g. above OpenCV's own limit: Pillow may still read it
+            img = None
+        if img is not None:
+            return np.ascontiguousarray(img[:, :, ::-1])
+        try:
+            return np.asarray(head.convert("RGB"))
+        except Exception as e:
+            failure = first_line(e)
     reason = _native_message(native.text) or failure
     raise ImageError(f"{p} is not a decodable image ({head.format}: {reason})")
 

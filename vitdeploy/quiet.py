@@ -7,7 +7,12 @@ import io
 import os
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
+
+# fd 2 is one per process: two threads swapping it at once would restore each other's temp file
+# (the server decodes images in several threads), so the swaps take turns.
+_STDERR_LOCK = threading.RLock()
 
 
 @contextlib.contextmanager
@@ -42,10 +47,10 @@ def quiet_stderr(keep: int = 16384) -> Iterator[Captured]:
     The first ``keep`` bytes end up in ``Captured.text`` so a caller can quote the native message.
     """
     captured = Captured()
-    if sys.stderr is not None:
-        sys.stderr.flush()
-    saved = os.dup(2)
-    with tempfile.TemporaryFile() as sink:
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+        saved = os.dup(2)
         os.dup2(sink.fileno(), 2)
         try:
             yield captured

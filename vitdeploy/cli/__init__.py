@@ -2,7 +2,8 @@
 
 base.py holds the app, its one-line error handling and the shared options; artifact_cmds.py
 (models, export, convert, inspect, doctor, lite setup), run_cmds.py (predict, parity, eval),
-bench_cmds.py (bench), report_cmds.py (report) and package_cmds.py (package) the commands."""
+bench_cmds.py (bench), report_cmds.py (report), package_cmds.py (package) and serve_cmds.py (serve)
+the commands."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from . import (  # noqa: F401  (importing them registers the commands)
     package_cmds,
     report_cmds,
     run_cmds,
+    serve_cmds,
 )
 from .base import app
 

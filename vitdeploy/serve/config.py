@@ -1,0 +1,95 @@
+"""What ``vitdeploy serve`` is asked for, checked at the boundary before anything starts.
+
+Plain dataclasses, no heavy imports: a Ray Serve replica receives them pickled and loads the models
+itself."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import OptionError
+
+MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # safe in a URL path segment
+DEFAULT_MAX_REQUEST_MB = 64.0
+MAX_BATCH = 4096
+MAX_DELAY_MS = 60_000.0
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One artifact to serve, under ``name``."""
+
+    name: str
+    directory: str
+    runtime: str | None = None
+    precision: str | None = None
+    threads: int | None = None
+    model: str | None = None  # architecture of a bare PaddleClas export (its preprocessing)
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    max_batch_size: int = 8
+    max_queue_delay_ms: float = 2.0
+    max_request_bytes: int = int(DEFAULT_MAX_REQUEST_MB * 2**20)
+    max_image_pixels: int | None = None
+    graceful_timeout_s: float = 30.0
+
+
+def check_port(port: int) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise OptionError(f"--port {port} is out of range; use 1..65535 (0: any free port)")
+    return port
+
+
+def serve_options(max_batch_size: int = 8, max_queue_delay_ms: float = 2.0,
+                  max_request_mb: float = DEFAULT_MAX_REQUEST_MB,
+                  max_image_pixels: int | None = None) -> ServeOptions:
+    """The batching and limit options, each in range, or one line naming the one that is not."""
+    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) \
+            or not 1 <= max_batch_size <= MAX_BATCH:
+        raise OptionError(f"--max-batch-size {max_batch_size} is out of range; use 1..{MAX_BATCH} "
+                          "(1: no dynamic batching)")
+    delay = float(max_queue_delay_ms)
+    if not math.isfinite(delay) or not 0 <= delay <= MAX_DELAY_MS:
+        raise OptionError(f"--max-queue-delay-ms {max_queue_delay_ms} is out of range; use a "
+                          f"finite number of milliseconds in 0..{MAX_DELAY_MS:g}")
+    mb = float(max_request_mb)
+    if not math.isfinite(mb) or not 0 < mb <= 4096:
+        raise OptionError(f"--max-request-mb {max_request_mb} is out of range; use a number in "
+                          "(0, 4096]")
+    if max_image_pixels is not None and max_image_pixels < 1:
+        raise OptionError(f"--max-image-pixels {max_image_pixels} must be a positive integer")
+    return ServeOptions(max_batch_size, delay, int(mb * 2**20), max_image_pixels)
+
+
+def model_specs(artifacts: list[str | Path], *, runtime: str | None = None,
+                precision: str | None = None, threads: int | None = None,
+                model: str | None = None, verify: bool = True) -> list[ModelSpec]:
+    """``DIR`` or ``NAME=DIR`` per artifact; a DIR is served under its folder's name. Names must be
+    unique and URL-safe."""
+    if not artifacts:
+        raise OptionError("no artifact to serve; pass one or more artifact directories")
+    if threads is not None and (isinstance(threads, bool) or threads < 1):
+        raise OptionError(f"--threads {threads} must be a positive integer")
+    specs: list[ModelSpec] = []
+    seen: dict[str, str] = {}
+    for raw in map(str, artifacts):
+        name, sep, path = raw.partition("=")
+        if not sep or not MODEL_NAME.match(name):  # a path that holds "=" stays a path
+            name, path = "", raw
+        directory = Path(path).expanduser().absolute()
+        name = name or directory.name
+        if not MODEL_NAME.match(name):
+            raise OptionError(f"cannot serve {raw} under the name {name!r}: a model name is letters, "
+                              "digits, '_', '.', '-'; name it: NAME=DIR")
+        if name in seen:
+            raise OptionError(f"two artifacts would be served as {name!r} ({seen[name]} and {path}); "
+                              "name them: NAME=DIR")
+        seen[name] = path
+        specs.append(ModelSpec(name, str(directory), runtime, precision, threads, model, verify))
+    return specs
