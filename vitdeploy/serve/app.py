@@ -109,8 +109,15 @@ def create_app(load: Callable[[], Repository], options: ServeOptions) -> Any:
                                  "max_queue_delay_ms": options.max_queue_delay_ms})
         try:
             yield
-        finally:  # after the server has let in-flight requests finish
+        except asyncio.CancelledError:  # a second Ctrl-C / SIGTERM: uvicorn forces the exit
+            log.warning("forced stop: requests still queued are dropped")
+            repo.ready = False
+            return
+        # after the server has let in-flight requests finish
+        try:
             await repo.stop()
+        except asyncio.CancelledError:
+            log.warning("forced stop: requests still queued are dropped")
 
     app = FastAPI(lifespan=lifespan, title="vitdeploy", version=__version__, openapi_url=None,
                   docs_url=None, redoc_url=None)
