@@ -162,11 +162,11 @@ def _units(artifacts: Sequence[str | Path], runtimes: Sequence[str] | None, veri
 
     for name in runtimes or ():
         get_runtime(name)
-    offered = {p for cls in RUNTIMES.values() for p in cls.precision_choices}
+    offered = {cls.name: cls.precision_choices for cls in RUNTIMES.values() if cls.precision_choices}
     for p in precisions or ():
-        if p not in offered:
-            raise VitdeployError(f"no runtime computes in precision {p!r}; offered: "
-                                 f"{', '.join(sorted(offered))} (openvino)")
+        if not any(p in choices for choices in offered.values()):
+            raise VitdeployError(f"no runtime computes in precision {p!r}; offered: " + "; ".join(
+                f"{name}: {', '.join(choices)}" for name, choices in offered.items()))
     units = []
     for art in artifacts:
         if verify:

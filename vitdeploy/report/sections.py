@@ -101,12 +101,18 @@ def _notes(rows: list[dict]) -> list[Para]:
     return [Para(f"{art}: {note}", kind="note") for art, note in seen]
 
 
-def parity_section(run: Run) -> Section:
-    sec = Section("parity", "Parity with the Paddle fp32 reference")
-    files = run.results["parity"]
+def _results_section(run: Run, kind: str, title: str) -> tuple[Section, list]:
+    """The section of one kind of saved result, and its files; without any, it says how to
+    save one."""
+    sec, files = Section(kind, title), run.results[kind]
     if not files:
         sec.present = False
-        sec.blocks.append(missing("parity", run))
+        sec.blocks.append(missing(kind, run))
+    return sec, files
+
+
+def parity_section(run: Run) -> Section:
+    sec, files = _results_section(run, "parity", "Parity with the Paddle fp32 reference")
     for f in files:
         d = f.data
         inputs = d["inputs"]
@@ -132,11 +138,7 @@ def parity_section(run: Run) -> Section:
 
 
 def eval_section(run: Run) -> Section:
-    sec = Section("eval", "Accuracy")
-    files = run.results["eval"]
-    if not files:
-        sec.present = False
-        sec.blocks.append(missing("eval", run))
+    sec, files = _results_section(run, "eval", "Accuracy")
     for f in files:
         rows = f.data["results"]
         on = f" on {f.data['data']}" if f.data.get("data") else ""
@@ -177,11 +179,7 @@ def machine_facts(d: dict[str, Any]) -> Facts:
 
 
 def bench_section(run: Run) -> Section:
-    sec = Section("bench", "Speed")
-    files = run.results["bench"]
-    if not files:
-        sec.present = False
-        sec.blocks.append(missing("bench", run))
+    sec, files = _results_section(run, "bench", "Speed")
     for f in files:
         d = f.data
         sizes = d["settings"]["batch_sizes"]

@@ -19,7 +19,6 @@ from ..errors import VitdeployError
 from ..lite import env as lite_env
 
 HEADERS_ENV = "VITDEPLOY_LITE_HEADERS"
-HEADERS_REL = Path("shared/third_party/paddle-lite-v2.13-rc/include")
 HEADER_FILES = ("paddle_api.h", "paddle_place.h")
 VENDORED_HEADERS = Path(__file__).parent / "third_party" / "paddle_lite_v2.13rc" / "include"
 TEMPLATES = Path(__file__).resolve().parent / "templates"
@@ -38,23 +37,15 @@ class NativeBuildError(VitdeployError):
     """The demo did not build, or its cross-compiled objects reference unexpected symbols."""
 
 
-def _repo_root() -> Path:
-    return Path(__file__).resolve().parents[2]
-
-
 def lite_headers() -> Path:
     """The folder holding Paddle Lite's paddle_api.h and paddle_place.h: $VITDEPLOY_LITE_HEADERS,
-    else the copy vitdeploy ships (third_party/, Apache-2.0), else
-    ``shared/third_party/paddle-lite-v2.13-rc/include`` above the repository."""
-    explicit = os.environ.get(HEADERS_ENV)
-    candidates = [Path(explicit)] if explicit else [VENDORED_HEADERS, *(
-        d / HEADERS_REL for d in (_repo_root(), *_repo_root().parents))]
-    for c in candidates:
-        if all((c / h).is_file() for h in HEADER_FILES):
-            return c
-    where = f"{HEADERS_ENV}={explicit}" if explicit else f"any {HEADERS_REL} above {_repo_root()}"
-    raise NativeToolError(f"Paddle Lite's C++ headers ({', '.join(HEADER_FILES)}) are not in {where}; "
-                          f"set {HEADERS_ENV} to the include/ folder of a Paddle Lite v2.13-rc release")
+    else the copy vitdeploy ships (third_party/, Apache-2.0)."""
+    folder = Path(os.environ.get(HEADERS_ENV) or VENDORED_HEADERS)
+    if not all((folder / h).is_file() for h in HEADER_FILES):
+        raise NativeToolError(f"Paddle Lite's C++ headers ({', '.join(HEADER_FILES)}) are not in "
+                              f"{folder}; set {HEADERS_ENV} to the include/ folder of a Paddle Lite "
+                              "v2.13-rc release")
+    return folder
 
 
 def _paddlelite_dir() -> Path:
