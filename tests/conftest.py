@@ -122,6 +122,10 @@ def sample_openvino(sample_export, tmp_path_factory):
 
 
 def openvino_capabilities() -> list[str]:
+    """What vitdeploy takes the CPU to offer: OpenVINO's capabilities, less those that
+    $VITDEPLOY_CPU_FLAGS (the suite run as another machine would look) takes away."""
     import openvino as ov
 
-    return list(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    from vitdeploy.runtimes.openvino import capabilities
+
+    return capabilities(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))

@@ -86,9 +86,7 @@ def test_eval_two_artifacts_table_and_json(sample_export, sample_onnx, sample):
     assert abs(rows[0]["top1"] - sample["top1"]) < 1e-3
     assert rows[0]["delta_top1"] == 0.0 and abs(rows[1]["delta_top1"]) <= 0.3  # at most 1 image
     r = invoke("eval", sample_export, sample_onnx, "--data", _test_dir(sample))
-    assert r.code == 0, r.stderr
-    for text in ("Δ top-1 vs first", "onnxruntime", "reference", "pts", "99.17%"):
-        assert text in r.stdout, (text, r.stdout)
+    assert r.code == 0 and r.stdout, r.stderr  # its content: tests/test_rendering.py
 
 
 def test_eval_list_file_relative_path_and_comment(sample_export, sample, tmp_path):

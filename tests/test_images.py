@@ -25,6 +25,7 @@ from vitdeploy.preprocess import (
     DEFAULT_MAX_IMAGE_PIXELS,
     collect_images,
     decode_image,
+    decode_image_bytes,
     max_image_pixels,
     preprocess_usable,
 )
@@ -174,6 +175,60 @@ def test_corrupt_png_is_one_line_and_stderr_stays_clean(tmp_path, capfd):
         assert "\n" not in str(e.value) and "libpng" not in str(e.value)
     captured = capfd.readouterr()
     assert captured.err == "" and captured.out == ""
+
+
+def _header_prefixes() -> list[tuple[str, bytes]]:
+    """Every format Pillow writes here, cut after 0..40 bytes: headers too short for some plugins'
+    fixed-size checks (a struct.unpack on 4 bytes) must still be 'not a decodable image'."""
+    import io
+
+    img = Image.new("RGB", (8, 8), (10, 200, 30))
+    cases = [("empty", b"")]
+    for fmt in ("PNG", "JPEG", "BMP", "GIF", "TIFF", "WEBP", "ICO", "PPM", "TGA", "PCX", "DDS",
+                "SGI", "IM", "QOI"):
+        buf = io.BytesIO()
+        try:
+            img.save(buf, fmt)
+        except (KeyError, OSError, ValueError):  # a format this Pillow cannot write
+            continue
+        data = buf.getvalue()
+        cases += [(f"{fmt}[:{n}]", data[:n]) for n in range(1, 41)]
+    return cases
+
+
+def test_empty_and_truncated_headers_are_not_decodable(tmp_path):
+    cases = _header_prefixes()
+    assert len(cases) > 200
+    for name, data in cases:
+        path = tmp_path / "x.img"
+        path.write_bytes(data)
+        for decode in (lambda: decode_image(path), lambda: decode_image_bytes(data, name)):  # noqa: B023
+            try:
+                decode()
+            except ImageError as e:
+                assert "is not a decodable image" in str(e) or "cannot read" in str(e), (name, e)
+            except Exception as e:  # anything else is a crash, reported as an internal error
+                raise AssertionError(f"{name}: {type(e).__name__}: {e}") from None
+    with pytest.raises(ImageError, match=r"empty.jpg is not a decodable image \(an empty file"):
+        (tmp_path / "empty.jpg").write_bytes(b"")
+        decode_image(tmp_path / "empty.jpg")
+
+
+def test_cli_empty_image_is_one_line(sample_export, tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "short.jpg").write_bytes(b"\xff\xd8")
+    tiff = dict(_header_prefixes())["TIFF[:30]"]  # Pillow warns on it: no warning line either
+    (tmp_path / "short.tif").write_bytes(tiff)
+    for name in ("empty.jpg", "short.jpg", "short.tif"):
+        assert_one_line_error(run_cli("predict", sample_export, tmp_path / name, timeout=CLI_TIMEOUT),
+                              f"{name} is not a decodable image")
+
+
+def test_cli_empty_image_on_other_runtimes(sample_onnx, sample_openvino, tmp_path):
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    for art in (sample_onnx, sample_openvino):
+        assert_one_line_error(run_cli("predict", art, tmp_path / "empty.jpg", timeout=CLI_TIMEOUT),
+                              "empty.jpg is not a decodable image")
 
 
 def test_quiet_stderr_captures_fd2(capfd):

@@ -28,6 +28,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ArtifactError, VitdeployError
+from .resources import (
+    MEMORY_SHARE,
+    available_memory,
+    batch_bytes,
+    check_memory,
+    check_threads,
+    cpu_flags,
+    cpu_name,
+    gib,
+    inference_bytes,
+)
 
 ISA = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_int8", "avx_vnni")
 LIBRARIES = ("vitdeploy", "paddlepaddle", "onnxruntime", "openvino", "numpy")
@@ -95,15 +106,7 @@ def machine_info(threads: int) -> dict:
     from . import __version__
     from .runtimes import physical_cores
 
-    cpu, flags = platform.processor() or platform.machine(), set()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            elif line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
+    cpu, flags = cpu_name(), cpu_flags()
     libraries: dict[str, str | None] = {}
     for name in LIBRARIES:
         try:
@@ -138,8 +141,7 @@ def validate(batch_sizes: Sequence[int], warmup: int, repeat: int | None, second
     if seconds is not None and (isinstance(seconds, bool) or not isinstance(seconds, (int, float))
                                 or not math.isfinite(seconds) or seconds <= 0):
         raise VitdeployError(f"--seconds must be a finite number of seconds > 0, got {seconds!r}")
-    if threads is not None:
-        _positive_int(threads, "--threads")
+    check_threads(threads)
 
 
 @dataclass
@@ -148,6 +150,8 @@ class _Unit:
     runtime: str
     model: str | None
     precision: str | None = None  # the compute precision asked of the runtime, if any
+    input_size: int = 224
+    model_bytes: int = 0  # the artifact's files: what loading it costs, at least
 
 
 def _units(artifacts: Sequence[str | Path], runtimes: Sequence[str] | None, verify: bool,
@@ -173,11 +177,44 @@ def _units(artifacts: Sequence[str | Path], runtimes: Sequence[str] | None, veri
             verify_artifact(art)
         info = read_artifact_info(art)
         for name in runtimes or [None]:
-            cls, _path = resolve_runtime(info.directory, name)
+            cls, path = resolve_runtime(info.directory, name)
             mine = [p for p in dict.fromkeys(precisions or ()) if p in cls.precision_choices]
             for p in mine or [None]:
-                units.append(_Unit(str(art), cls.name, info.manifest.get("model"), p))
+                units.append(_Unit(str(art), cls.name, info.manifest.get("model"), p,
+                                   info.preprocess.crop_size, _files_bytes(path)))
     return units
+
+
+def _files_bytes(model_path: Path) -> int:
+    """The model file and its weights beside it (an IR's .bin, Paddle's .pdiparams)."""
+    stem = model_path.with_suffix("")
+    return sum(p.stat().st_size for p in model_path.parent.iterdir()
+               if p.is_file() and p.with_suffix("") == stem)
+
+
+def _unit_settings(u: _Unit, settings: dict[str, object] | None) -> dict[str, object] | None:
+    from .predictor import settings_for
+    from .runtimes import get_runtime
+
+    mine = settings_for(u.artifact, u.runtime, settings)
+    return get_runtime(u.runtime).check_settings(mine) if mine else None
+
+
+def check_bench_memory(units: Sequence[_Unit], batch_sizes: Sequence[int]) -> None:
+    """Every artifact's process stays alive through the run, each holding its weights (counted
+    twice: the file as read and the runtime's own copy) and, while it runs, its largest batch
+    and that batch's activations. Refused in one line, before any process starts, when that
+    sum would not fit in the memory available now."""
+    top = max(batch_sizes)
+    weights = sum(2 * u.model_bytes for u in units)
+    need = weights + sum(inference_bytes(top, u.input_size) for u in units)
+    per_image = sum(inference_bytes(1, u.input_size) for u in units)
+    fits = int((MEMORY_SHARE * available_memory() - weights) // per_image)
+    size = max(u.input_size for u in units)
+    fix = (f"pass smaller --batch-sizes (at most about {fits} here)" if fits >= 1
+           else "free memory, or bench fewer artifacts at once")
+    check_memory(need, f"bench at batch size {top} ({gib(batch_bytes(top, size))} of {size}x{size} "
+                       "input, plus activations and weights)", fix)
 
 
 def _cpu_ns(pids: Sequence[int]) -> int | None:
@@ -279,7 +316,8 @@ def _percentile(values: Sequence[float], q: float) -> float:
 def bench(artifacts: Sequence[str | Path], *, runtimes: Sequence[str] | None = None,
           batch_sizes: Sequence[int] = (1, 4, 8), warmup: int = 3, repeat: int | None = None,
           seconds: float | None = None, threads: int | None = None, verify: bool = True,
-          precisions: Sequence[str] | None = None, progress: Progress | None = None) -> BenchReport:
+          precisions: Sequence[str] | None = None, progress: Progress | None = None,
+          settings: dict[str, object] | None = None) -> BenchReport:
     """Measure every artifact on its own runtime (or each of ``runtimes``) at every batch size.
 
     ``repeat``: measured runs per artifact and batch size (default 20); ``seconds`` instead: each
@@ -298,6 +336,8 @@ def bench(artifacts: Sequence[str | Path], *, runtimes: Sequence[str] | None = N
         repeat = DEFAULT_REPEAT
     threads = threads or physical_cores()
     units = _units(artifacts, runtimes, verify, precisions)
+    check_bench_memory(units, batch_sizes)
+    per_unit = [_unit_settings(u, settings) for u in units]  # refused now, not in a child
     report = BenchReport(machine_info(threads), threads, float("nan"), [], float("nan"),
                          {"batch_sizes": list(batch_sizes), "warmup": warmup, "repeat": repeat,
                           "seconds": seconds, "runs_per_request": RUNS_PER_REQUEST,
@@ -317,11 +357,11 @@ def bench(artifacts: Sequence[str | Path], *, runtimes: Sequence[str] | None = N
         probe.close()
         children.remove(probe)
         loads, overhead = [], []
-        for u in units:  # one at a time: loads do not compete with each other
+        for u, mine in zip(units, per_unit, strict=True):  # one at a time: loads do not compete
             say(0, 1, f"loading {u.artifact} on {u.runtime}")
             children.append(_Child(f"{u.artifact} ({u.runtime})", threads))
             loads.append(children[-1].ask("load", artifact=u.artifact, runtime=u.runtime,
-                                          threads=threads, precision=u.precision))
+                                          threads=threads, precision=u.precision, settings=mine))
             children[-1].pids = loads[-1]["pids"]
             wait_quiet(children[-1].pids)
             overhead += children[-1].ask("overhead", runs=OVERHEAD_RUNS)["times"]

@@ -12,7 +12,7 @@ import numpy as np
 
 from .errors import ArtifactError, ImageError, OptionError
 from .precision import looser
-from .predictor import Predictor
+from .predictor import Predictor, settings_for
 from .preprocess import (
     IMAGE_SUFFIXES,
     Skipped,
@@ -22,6 +22,7 @@ from .preprocess import (
     preprocess_array,
     skipped_records,
 )
+from .resources import check_batch_memory
 
 Pairs = list[tuple[Path, int]]  # (image, class id)
 DATA_HINT = "an ImageNet-style folder or a PaddleClas list file"
@@ -151,6 +152,7 @@ def _score(preds: Sequence[Predictor], pairs: Pairs, batch_size: int, on_bad_ima
     """Each image is decoded once per batch, then preprocessed per distinct preprocessing (each
     artifact's own inference.yml) and run through every predictor."""
     tallies = [_Tally() for _ in preds]
+    check_batch_memory(min(batch_size, len(pairs)), max(p.input_size for p in preds))
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start:start + batch_size]
         progress(f"evaluating {len(preds)} artifact{'s' if len(preds) > 1 else ''}: "
@@ -231,7 +233,9 @@ def _same_labels(first: Predictor, other: Predictor, artifact: str | Path,
 def evaluate_many(artifacts: Sequence[str | Path], data: str | Path, *, runtime: str | None = None,
                   batch_size: int = 32, limit: int | None = None, model: str | None = None,
                   verify: bool = True, on_bad_image: str = "skip", max_pixels: int | None = None,
-                  progress: Callable[[str], None] | None = None) -> list[EvalRow]:
+                  progress: Callable[[str], None] | None = None,
+                  threads: int | None = None,
+                  settings: dict[str, object] | None = None) -> list[EvalRow]:
     """Top-1 / top-5 of each artifact on the same labelled images (``labelled_data``; the first
     ``limit`` of them), with each artifact's top-1 delta to the first one (the reference).
 
@@ -246,8 +250,9 @@ def evaluate_many(artifacts: Sequence[str | Path], data: str | Path, *, runtime:
         pairs: Pairs = []
         for k, artifact in enumerate(artifacts):
             say(f"loading {artifact} ({k + 1}/{len(artifacts)})")
-            pred = stack.enter_context(Predictor(artifact, runtime=runtime, model=model,
-                                                 verify=verify))
+            pred = stack.enter_context(Predictor(
+                artifact, runtime=runtime, model=model, verify=verify, threads=threads,
+                settings=settings_for(artifact, runtime, settings)))
             if preds:
                 _same_labels(preds[0], pred, artifact, artifacts[0])
             else:  # the data is checked before loading the other artifacts

@@ -18,9 +18,10 @@ import numpy as np
 
 from .errors import ArtifactError, VitdeployError
 from .precision import batch_dependent, looser
-from .predictor import Predictor
+from .predictor import Predictor, settings_for
 from .preprocess import check_policy, collect_images, no_usable_images, preprocess_usable, skipped_records
 from .reference import Reference, check_artifact, is_reference_file, load_reference
+from .resources import batch_bytes, check_memory, inference_bytes
 
 
 @dataclass(frozen=True)
@@ -130,21 +131,25 @@ def run_batched(predict: Callable[[np.ndarray], np.ndarray], x: np.ndarray, batc
 MAX_INPUT_BYTES = 8 << 30
 
 
-def _check_memory(count: int, size: int) -> None:
-    need = count * 3 * size * size * 4
+def _check_memory(count: int, size: int, batch_sizes: Sequence[int]) -> None:
+    need = batch_bytes(count, size)
     if need > MAX_INPUT_BYTES:
         raise VitdeployError(f"parity holds its inputs in memory: {count} inputs of 3x{size}x{size} "
                              f"float32 need {need / 2**30:.1f} GiB (limit {MAX_INPUT_BYTES >> 30} "
                              "GiB); pass fewer images or a smaller --num-random")
+    # the inputs, then one batch at a time on top of them (a batch size above count runs count)
+    check_memory(need + inference_bytes(min(max(batch_sizes), count), size),
+                 f"parity on {count} inputs of 3x{size}x{size} at batch size {max(batch_sizes)}",
+                 "pass smaller --batch-sizes, fewer images or a smaller --num-random")
 
 
 def make_inputs(ref: Predictor, images: Sequence[str | Path] | None, num_random: int,
-                seed: int = 0, *, on_bad_image: str = "skip",
-                max_pixels: int | None = None) -> tuple[np.ndarray, dict]:
+                seed: int = 0, *, on_bad_image: str = "skip", max_pixels: int | None = None,
+                batch_sizes: Sequence[int] = (1,)) -> tuple[np.ndarray, dict]:
     """The input batch and its description; bad images are skipped (listed) or raised."""
     pre = ref.info.preprocess
     paths = collect_images(images) if images else []
-    _check_memory(len(paths) or num_random, pre.crop_size)
+    _check_memory(len(paths) or num_random, pre.crop_size, batch_sizes)
     if images:
         x, kept, skipped = preprocess_usable(paths, pre, on_bad_image=on_bad_image,
                                              max_pixels=max_pixels)
@@ -152,7 +157,7 @@ def make_inputs(ref: Predictor, images: Sequence[str | Path] | None, num_random:
             raise no_usable_images(skipped)
         return x, {"kind": "images", "count": len(kept), "skipped": skipped_records(skipped)}
     size = pre.crop_size
-    x = np.random.default_rng(seed).standard_normal((num_random, 3, size, size)).astype(np.float32)
+    x = np.random.default_rng(seed).standard_normal((num_random, 3, size, size), dtype=np.float32)
     return x, {"kind": "random", "count": num_random, "seed": seed, "skipped": []}
 
 
@@ -174,7 +179,9 @@ def run_parity(ref_dir: str | Path | Reference, artifacts: Sequence[str | Path],
                runtimes: Sequence[str] | None = None, precision: str | None = None,
                num_random: int = 8, overrides: dict | None = None, model: str | None = None,
                verify: bool = True, progress: Callable[[str], None] | None = None,
-               on_bad_image: str = "skip", max_pixels: int | None = None) -> ParityReport:
+               on_bad_image: str = "skip", max_pixels: int | None = None,
+               threads: int | None = None,
+               settings: dict[str, object] | None = None) -> ParityReport:
     """``ref_dir`` is the Paddle export run here at batch 1, or a reference (a .npz path or a
     Reference), which brings its own inputs: then ``images`` must be None and ``num_random`` is
     unused. ``model`` names the architecture of bare PaddleClas directories (no inference.yml).
@@ -198,9 +205,9 @@ def run_parity(ref_dir: str | Path | Reference, artifacts: Sequence[str | Path],
         inputs = {"kind": "reference", "count": len(x), "skipped": []}
         reference = src.describe()
     else:
-        with Predictor(src, runtime="paddle", model=model, verify=verify) as ref:
+        with Predictor(src, runtime="paddle", model=model, verify=verify, threads=threads) as ref:
             x, inputs = make_inputs(ref, images, num_random, on_bad_image=on_bad_image,
-                                    max_pixels=max_pixels)
+                                    max_pixels=max_pixels, batch_sizes=batch_sizes)
             say(f"reference: Paddle Inference on {len(x)} inputs")
             expected = run_batched(ref.predict_batch, x, 1)
             ref_pre = ref.info.preprocess
@@ -211,7 +218,8 @@ def run_parity(ref_dir: str | Path | Reference, artifacts: Sequence[str | Path],
     for art in artifacts:
         for name in list(runtimes) if runtimes else [None]:
             with Predictor(art, runtime=name, precision=precision, strict_precision=False,
-                           model=model, verify=verify) as pred:
+                           model=model, verify=verify, threads=threads,
+                           settings=settings_for(art, name, settings)) as pred:
                 if isinstance(src, Reference):
                     check_artifact(src, pred.info, art, model)
                 rows.append(_compare_artifact(pred, str(art), x, expected, ref_pre, batch_sizes,

@@ -11,6 +11,7 @@ import numpy as np
 from .artifacts import ArtifactInfo, read_artifact_info, verify_artifact
 from .errors import ArtifactError
 from .preprocess import Skipped, check_policy, collect_images, no_usable_images, preprocess_usable
+from .resources import check_batch_memory
 from .runtimes import RUNTIMES, Runtime, detect_runtime, get_runtime
 
 
@@ -72,6 +73,20 @@ def resolve_runtime(directory: Path, runtime: str | None) -> tuple[type[Runtime]
     return cls, path
 
 
+def settings_for(art: str | Path, runtime: str | None,
+                  settings: dict[str, object] | None) -> dict[str, object] | None:
+    """``settings`` for the runtimes that have those keys (the reference and other artifacts may
+    run on other runtimes): a key no runtime here has is refused by that runtime's check."""
+    if not settings:
+        return None
+    cls, _ = resolve_runtime(Path(art), runtime)
+    mine = {k: v for k, v in settings.items() if k in cls.setting_choices}
+    unknown = [k for k in settings if not any(k in c.setting_choices for c in RUNTIMES.values())]
+    if unknown:
+        cls.check_settings({unknown[0]: settings[unknown[0]]})  # one line naming the choices
+    return mine or None
+
+
 class Predictor:
     """``Predictor(dir)`` picks the runtime from the directory; ``runtime=`` names one."""
 
@@ -108,6 +123,7 @@ class Predictor:
         listed in ``.skipped``, or raised with ``on_bad_image="stop"``; none usable raises."""
         check_policy(on_bad_image)
         paths = collect_images(images)
+        check_batch_memory(min(batch_size, len(paths)), self.input_size)
         results = Predictions()
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]

@@ -147,15 +147,9 @@ def _versions(runtime: str) -> dict[str, str]:
 
 
 def _machine() -> dict[str, Any]:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {"cpu": cpu, "arch": platform.machine(), "system": platform.system(),
+    from .resources import cpu_name
+
+    return {"cpu": cpu_name(), "arch": platform.machine(), "system": platform.system(),
             "logical_cpus": os.cpu_count()}
 
 
@@ -163,7 +157,8 @@ def compute_reference(artifact: str | Path, images: str | Path | Sequence[str | 
                       runtime: str | None = None, precision: str | None = None,
                       limit: int | None = None, model: str | None = None, verify: bool = True,
                       on_bad_image: str = "skip", max_pixels: int | None = None,
-                      progress: Callable[[str], None] | None = None) -> Reference:
+                      progress: Callable[[str], None] | None = None,
+                      threads: int | None = None) -> Reference:
     """Run ``artifact`` at batch 1 on ``images`` (files or folders, sorted; the first ``limit``).
     Bad images are skipped (``.skipped``) or raised with ``on_bad_image="stop"``."""
     from .predictor import Predictor
@@ -178,7 +173,7 @@ def compute_reference(artifact: str | Path, images: str | Path | Sequence[str | 
     paths, names = _named_images(given)
     paths, names = paths[:limit], names[:limit]
     with Predictor(artifact, runtime=runtime, precision=precision, model=model,
-                   verify=verify) as pred:
+                   verify=verify, threads=threads) as pred:
         pre, rt = pred.info.preprocess, pred.runtime
         need = len(paths) * 3 * pre.crop_size ** 2 * 4
         if need > MAX_BYTES:

@@ -17,6 +17,7 @@ from .errors import OutputExistsError, VitdeployError, first_line
 
 KINDS = ("parity", "eval", "bench")
 MARKER, VERSION = "vitdeploy_result", "vitdeploy_version"
+MAX_BYTES = 64 * 2**20  # a result file of any real run is a few KB
 _NUM = (int, float, type(None))  # null: a non-finite value (strict JSON has no NaN)
 
 # What the report reads of each kind: top-level keys and, per entry of "results", keys and types.
@@ -35,6 +36,24 @@ _ROW = {
               "p99_ms": _NUM, "throughput": _NUM, "load_s": _NUM, "peak_rss_mb": _NUM,
               "gflops": _NUM, "of_gemm": _NUM},
 }
+# The finite range each number may take (inclusive). A real run never leaves them; a value
+# outside is a damaged or hand-made file, refused before anything computes or plots with it.
+_FRACTION, _DIFF = (0.0, 1.0), (0.0, 1e39)  # outputs are float32: a difference stays below 1e39
+_MS, _RATE = (1e-6, 1e9), (0.0, 1e9)
+_RANGE = {
+    "parity": {"max_abs": _DIFF, "mean_abs": _DIFF, "batch_max_diff": _DIFF,
+               "cosine_min": (-1.001, 1.001), "top1_agreement": _FRACTION,
+               "top5_overlap": _FRACTION},
+    "eval": {"top1": _FRACTION, "top5": _FRACTION, "n": (0, 10**12), "delta_top1": (-100.0, 100.0)},
+    "bench": {"batch_size": (1, 10**6), "p50_ms": _MS, "p90_ms": _MS, "p99_ms": _MS,
+              "throughput": _RATE, "load_s": (0.0, 1e6), "peak_rss_mb": (0.0, 1e9),
+              "gflops": _RATE, "of_gemm": (0.0, 1e4), "samples": (0, 10**9)},
+}
+_TOP_RANGE = {"bench": {"threads": (1, 10**5), "gemm_gflops": _RATE}}
+# numbers inside the top-level objects that the report shows
+_NESTED = {"parity": {"inputs": {"count": (0, 10**12)}},
+           "bench": {"settings": {"repeat": (1, 10**9), "warmup": (0, 10**9), "seconds": (0.0, 1e7)},
+                     "machine": {"physical_cores": (1, 10**5), "logical_cpus": (1, 10**5)}}}
 
 
 class ResultError(VitdeployError):
@@ -53,13 +72,30 @@ def strict_json(data: Any) -> Any:
     return data
 
 
-def _read_json(path: Path) -> Any:
+def read_json_bytes(raw: bytes, path: str | Path) -> Any:
+    """Parse a result file's bytes. NaN / Infinity / -Infinity (which Python's json writes but
+    strict JSON lacks) are read as null, as ``strict_json`` saves them; an integer too long for
+    Python (over 4300 digits) or nesting too deep is invalid JSON like any other."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(raw.decode("utf-8"), parse_constant=lambda _name: None)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError
+        raise ResultError(f"{path} is not valid JSON ({first_line(e)[:200]})") from None
+
+
+def read_bytes(path: Path) -> bytes:
+    """A result file's bytes, refused unread above ``MAX_BYTES``."""
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)
     except OSError as e:
         raise ResultError(f"cannot read {path}: {e.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultError(f"{path} is not valid JSON ({first_line(e)})") from None
+    if len(raw) > MAX_BYTES:
+        raise ResultError(f"{path} is over {MAX_BYTES >> 20} MiB: not a result --save wrote")
+    return raw
+
+
+def _read_json(path: Path) -> Any:
+    return read_json_bytes(read_bytes(path), path)
 
 
 def is_result(obj: Any) -> bool:
@@ -117,6 +153,28 @@ def _check_type(value: Any, t: Any) -> bool:
     return isinstance(value, t)
 
 
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 24 else f"{text[:12]}...({len(text)} characters)"
+
+
+def _in_range(holder: dict, key: str, bounds: tuple, where: str, bad: str) -> None:
+    """A number within ``bounds``; a non-finite float (a JSON literal like 1e999) becomes null,
+    shown as n/a like a NaN; null and absent values are left to the type checks."""
+    value = holder.get(key)
+    if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
+        if isinstance(value, bool):
+            raise ResultError(f"{bad}: {where} must be a number, got {value!r}")
+        return
+    if isinstance(value, float) and not math.isfinite(value):
+        holder[key] = None
+        return
+    lo, hi = bounds
+    if not lo <= value <= hi:
+        raise ResultError(f"{bad}: {where} = {_show(value)} is out of range [{lo:g}, {hi:g}]; "
+                          "re-save it with --save")
+
+
 def parse_result(obj: Any, path: str | Path) -> tuple[str, dict]:
     """Validate a saved result (already parsed JSON): ``(kind, data)``, data without markers."""
     kind = obj.get(MARKER) if isinstance(obj, dict) else None
@@ -129,19 +187,28 @@ def parse_result(obj: Any, path: str | Path) -> tuple[str, dict]:
     for key, t in _TOP[kind].items():
         if key not in obj or not _check_type(obj[key], t):
             raise ResultError(f"{bad}: {key!r} must be {_type_name(t)}")
+    for key, bounds in _TOP_RANGE.get(kind, {}).items():
+        _in_range(obj, key, bounds, key, bad)
+    for parent, keys in _NESTED.get(kind, {}).items():
+        for key, bounds in keys.items():
+            _in_range(obj[parent], key, bounds, f"{parent}.{key}", bad)
     rows = obj.get("results")
     if not isinstance(rows, list) or not rows:
         raise ResultError(f"{bad}: 'results' must be a non-empty list")
     for i, row in enumerate(rows):
         if not isinstance(row, dict):
             raise ResultError(f"{bad}: results[{i}] is not an object")
+        for key, bounds in _RANGE[kind].items():
+            _in_range(row, key, bounds, f"results[{i}].{key}", bad)
         for key, t in _ROW[kind].items():
             if key not in row or not _check_type(row[key], t):
                 raise ResultError(f"{bad}: results[{i}].{key} must be {_type_name(t)}")
-    if kind == "bench":
-        sizes = obj["settings"].get("batch_sizes")
-        if not isinstance(sizes, list) or not sizes or not all(_check_type(b, int) for b in sizes):
-            raise ResultError(f"{bad}: settings.batch_sizes must be a list of integers")
+    sizes = obj.get("batch_sizes") if kind == "parity" else obj["settings"].get("batch_sizes") \
+        if kind == "bench" else [1]
+    where = "batch_sizes" if kind == "parity" else "settings.batch_sizes"
+    if not isinstance(sizes, list) or not sizes or not all(
+            _check_type(b, int) and 1 <= b <= 10**6 for b in sizes):
+        raise ResultError(f"{bad}: {where} must be a non-empty list of integers from 1 to 1000000")
     return kind, {k: v for k, v in obj.items() if k not in (MARKER, VERSION)}
 
 

@@ -91,7 +91,7 @@ def test_cli_default_out_force_and_json(fast_run, tmp_path):
     run = _copy(fast_run, tmp_path / "run", "parity.json", "eval.json", "bench.json")
     r = invoke("report", run)
     _ok(r)
-    assert f"wrote {run / 'report.html'}" in r.stdout and (run / "report.md").is_file()
+    assert (run / "report.html").is_file() and (run / "report.md").is_file()
     before = (run / "report.html").read_bytes()
     assert_one_line_error(invoke("report", run), "report.html exists", "--force")
     assert (run / "report.html").read_bytes() == before  # untouched
@@ -249,3 +249,68 @@ def test_report_renders_in_a_browser(full_run, tmp_path):
     for rgb in ((31, 119, 180), (255, 127, 14)):
         near = (np.abs(px - np.array(rgb)).max(axis=2) <= 12).sum()
         assert near > 200, (rgb, near)
+
+
+def _numbers(kind: str) -> list[str]:
+    from vitdeploy.results import _RANGE
+
+    return list(_RANGE[kind])
+
+
+def _rewrite(src: Path, dest: Path, value_text: str) -> None:
+    """``src`` with every number the report reads replaced by ``value_text`` (a JSON literal)."""
+    doc = json.loads(src.read_text())
+    kind = doc["vitdeploy_result"]
+    marker = "__VALUE__"
+    for row in doc["results"]:
+        for key in _numbers(kind):
+            if key not in ("n", "batch_size", "samples"):  # integers: refused when null
+                row[key] = marker
+    if kind == "bench":
+        doc["gemm_gflops"] = marker
+    dest.write_text(json.dumps(doc).replace(f'"{marker}"', value_text))
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_non_finite_numbers_show_as_na(fast_run, tmp_path, literal):
+    """Python's json writes NaN/Infinity; a results file is user input: non-finite numbers are
+    shown as n/a, never an internal error (matplotlib refuses NaN axis limits)."""
+    run = _copy(fast_run, tmp_path / "run", "parity.json", "eval.json")
+    for name in ("parity.json", "eval.json", "bench.json"):
+        _rewrite(fast_run / name, run / name, literal)
+    r = run_cli("report", run, "--json", timeout=300)
+    _ok(r)
+    assert r.stderr == ""  # no warning from the plots either
+    page = (run / "report.html").read_text(encoding="utf-8")
+    assert "n/a" in page and "NaN" not in page and "inf" not in page.lower().replace("info", "")
+
+
+@pytest.mark.parametrize("kind", ["parity", "eval", "bench"])
+def test_out_of_range_numbers_are_refused_naming_the_field(fast_run, tmp_path, kind):
+    from vitdeploy.results import ResultError, parse_result
+
+    base = json.loads((fast_run / f"{kind}.json").read_text())
+    for key in _numbers(kind):
+        for value in (10**400, 1e308, -(10**30)):
+            doc = json.loads(json.dumps(base))
+            doc["results"][0][key] = value
+            with pytest.raises(ResultError, match=re.escape(f"results[0].{key} = ")) as e:
+                parse_result(doc, "r.json")
+            assert "out of range" in str(e.value) and len(str(e.value)) < 300
+
+
+@pytest.mark.parametrize("name,field,text", [
+    ("bench.json", "p50_ms", "1" * 401),
+    ("eval.json", "top1", "1e308"),
+    ("eval.json", "n", str(10**30)),
+    ("bench.json", "p50_ms", "1" * 5000),  # longer than Python parses an integer
+])
+def test_huge_numbers_are_one_line(fast_run, tmp_path, name, field, text):
+    run = _copy(fast_run, tmp_path / "run", "parity.json", "eval.json", "bench.json")
+    doc = json.loads((run / name).read_text())
+    doc["results"][0][field] = "__VALUE__"
+    (run / name).write_text(json.dumps(doc).replace('"__VALUE__"', text))
+    r = invoke("report", run)
+    needle = "not valid JSON" if len(text) > 4300 else f"results[0].{field} = "
+    assert_one_line_error(r, str(run / name), needle)
+    assert not (run / "report.html").exists() and not (run / "report_files").exists()

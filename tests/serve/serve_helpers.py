@@ -62,13 +62,17 @@ def _lines(stream, out: queue.Queue) -> None:
 
 
 @contextlib.contextmanager
-def running_server(*args: object, log: Path, timeout: float = 120) -> Iterator[Server]:
+def running_server(*args: object, log: Path, timeout: float = 120,
+                   own_group: bool = False) -> Iterator[Server]:
+    """``own_group``: the server leads a process group of its own, as a command started from a
+    shell does, so a test can signal the whole group as a terminal's Ctrl-C would."""
     cmd = [sys.executable, "-m", "vitdeploy.cli", "serve", *map(str, args)]
     if "--port" not in cmd:
         cmd += ["--port", "0"]
     env = {**os.environ, "GLOG_minloglevel": "2"}
     with open(log, "w") as err:
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=err, text=True, env=env,
+                                process_group=0 if own_group else None)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=_lines, args=(proc.stdout, lines), daemon=True).start()
     server = Server(proc, "", log)

@@ -299,12 +299,14 @@ def test_same_inputs_give_the_same_zip_bytes(android, sample_export, tmp_path):
     for p in sample_export.iterdir():
         shutil.copyfile(p, copy / p.name)  # copyfile: fresh mtimes
     out = tmp_path / "other" / "demo-android-arm8.zip"
-    r = run_cli("package", copy, "--target", "android-arm8", "--out", out, timeout=600)
+    r = run_cli("package", copy, "--target", "android-arm8", "--out", out, "--json", timeout=600)
     assert r.code == 0, r.stderr
     assert out.read_bytes() == Path(android.path).read_bytes()
-    # the table: every file with its size, the totals
-    assert "demo-android-arm8/model.nb" in r.stdout and "zip" in r.stdout
-    assert f"{len(android.files)} files" in r.stdout and android.sha256 in r.stdout
+    # what the table shows: every file with its size, the totals, the digest
+    data = json.loads(r.stdout)
+    assert [name for name, _ in data["files"]] == [name for name, _ in android.files]
+    assert "model.nb" in [name for name, _ in data["files"]] and data["size"] == out.stat().st_size
+    assert data["sha256"] == android.sha256
 
 
 @pytest.mark.slow

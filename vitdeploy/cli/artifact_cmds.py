@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from ..errors import VitdeployError
-from .base import AsJson, NoVerify, app, err, handle_errors, out, print_json
+from .base import AsJson, NoVerify, app, err, handle_errors, out, print_json, say
 
 
 @app.command()
@@ -55,11 +55,11 @@ def export(
                               progress=lambda m: status.update(f"{model}: {m}"))
     if as_json:
         return print_json(asdict(result))
-    out.print(f"[green]exported[/] {result.model} ({result.num_classes} classes) to "
-              f"{result.out_dir}; exported program matches the checkpoint "
-              f"(max abs diff {result.verify_max_abs_diff:.2e})")
+    say(f"{result.model} ({result.num_classes} classes) to {result.out_dir}; exported program "
+        f"matches the checkpoint (max abs diff {result.verify_max_abs_diff:.2e})",
+        lead="[green]exported[/] ")
     for name in [*result.files, "manifest.json"]:
-        out.print(f"  {name}")
+        say(f"  {name}")
 
 
 @app.command()
@@ -113,10 +113,10 @@ def convert(
                                verify=not no_verify, progress=status.update)
     if as_json:
         return print_json(asdict(result))
-    out.print(f"[green]converted[/] {result.model or src} to {result.target} in {result.out_dir} "
-              f"({result.seconds:.1f} s, stores {result.precision})")
+    say(f"{result.model or src} to {result.target} in {result.out_dir} "
+        f"({result.seconds:.1f} s, stores {result.precision})", lead="[green]converted[/] ")
     for name in [*result.files, "manifest.json"]:
-        out.print(f"  {name}")
+        say(f"  {name}")
 
 
 lite_app = typer.Typer(help="The managed Paddle Lite toolchain (Python 3.10 + Paddle 2.6 + paddlelite).",
@@ -135,8 +135,8 @@ def lite_setup(force: bool = typer.Option(False, "--force", help="Recreate the e
         st = lite_env.setup(force=force, log=status.update)
     if as_json:
         return print_json(asdict(st))
-    out.print(f"[green]Lite toolchain ready[/] at {st.env}: " +
-              ", ".join(f"{k} {v}" for k, v in st.versions.items()))
+    say(f"at {st.env}: " + ", ".join(f"{k} {v}" for k, v in st.versions.items()),
+        lead="[green]Lite toolchain ready[/] ")
 
 
 @app.command()

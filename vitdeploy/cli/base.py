@@ -29,6 +29,16 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 err = Console(stderr=True)
 
 
+def say(text: str, console: Console | None = None, lead: str = "") -> None:
+    """A line of variable content (paths, CPU names, versions), printed whole: rich never wraps
+    it (soft wrap) or reads it as markup, so it stays one line whatever the terminal's width or
+    the CPU's name. Table titles hold fixed phrases only; what varies goes here. ``lead``: a
+    fixed markup prefix such as "[green]converted[/] "."""
+    from rich.markup import escape
+
+    (console or out).print(lead + escape(text), highlight=False, soft_wrap=True)
+
+
 class OneLineErrors(TyperGroup):
     """Usage mistakes (a missing argument, a value out of range) are bad input like any other:
     one line on stderr and exit 1, never click's boxed usage text with its exit 2 (which our
@@ -129,6 +139,40 @@ SavePath = Annotated[Optional[Path], typer.Option(
 
 
 BatchSizes = Annotated[str, typer.Option("--batch-sizes", help="Comma-separated batch sizes.")]
+Threads = Annotated[Optional[int], typer.Option(
+    "--threads", help="Threads per runtime, at most the CPUs this process may use (default: the "
+    "physical cores).")]
+
+
+Settings = Annotated[Optional[list[str]], typer.Option(
+    "--setting", help="A runtime session setting KEY=VALUE (repeatable), e.g. int8=native; "
+    "an unknown key or value is refused with the choices.")]
+
+
+def parse_settings(items: Optional[list[str]]) -> Optional[dict[str, object]]:
+    """``--setting KEY=VALUE`` pairs: true/false become booleans, digits integers; the runtime
+    checks keys and values (Runtime.check_settings)."""
+    if not items:
+        return None
+    settings: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise VitdeployError(f"--setting {item!r}: expected KEY=VALUE, e.g. int8=native")
+        value: object = raw.strip()
+        if raw.strip().lower() in ("true", "false"):
+            value = raw.strip().lower() == "true"
+        elif raw.strip().isdigit():
+            value = int(raw.strip())
+        settings[key.strip()] = value
+    return settings
+
+
+def check_threads(threads: Optional[int]) -> Optional[int]:
+    """--threads refused before anything loads when the machine cannot run that many."""
+    from ..resources import check_threads as check
+
+    return check(threads)
 
 
 def parse_batch_sizes(text: str) -> list[int]:

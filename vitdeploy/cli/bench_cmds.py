@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -14,12 +15,15 @@ from .base import (
     BatchSizes,
     NoVerify,
     SavePath,
+    Settings,
     app,
     err,
     handle_errors,
     out,
     parse_batch_sizes,
+    parse_settings,
     print_json,
+    say,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +50,7 @@ def bench_cmd(
     precision: Optional[list[str]] = typer.Option(
         None, "--precision", help="Compute precision(s) to measure where a runtime offers them "
         "(repeatable; openvino: fp32, bf16, fp16); other runtimes run their model file once."),
+    setting: Settings = None,
     no_verify: NoVerify = False,
     save: SavePath = None,
     as_json: AsJson = False,
@@ -63,14 +68,14 @@ def bench_cmd(
     try:
         report = bench(artifacts, runtimes=runtime, batch_sizes=sizes, warmup=warmup,
                        repeat=repeat, seconds=seconds, threads=threads, verify=not no_verify,
-                       precisions=precision,
+                       precisions=precision, settings=parse_settings(setting),
                        progress=bar.update)
     finally:
         bar.stop()
     if as_json:
         print_json(report.to_dict())
     else:
-        _tables(report)
+        bench_tables(report)
     if save is not None:
         save_result("bench", report.to_dict(), save)
 
@@ -110,24 +115,27 @@ def _precision(r: BenchRow) -> str:
 
 
 def _num(value: float | None, fmt: str) -> str:
-    return "-" if value is None else format(value, fmt)
+    return "n/a" if value is None else format(value, fmt)
 
 
-def _tables(report: BenchReport) -> None:
+def bench_tables(report: BenchReport, console: Console | None = None) -> None:
+    """The bench records as tables and facts; ``console`` for a test's fixed width."""
+    console = console or out
     sizes = report.settings["batch_sizes"]
     m = report.machine
     cells: dict[tuple, dict[int, BenchRow]] = {}
     for r in report.results:  # one line per artifact, runtime and precision (computed, asked)
         key = (r.artifact, r.runtime, r.compute_precision, r.requested_precision)
         cells.setdefault(key, {})[r.batch_size] = r
-    table = Table(title=f"latency p50 (ms), {report.threads} threads on {m['cpu']}")
+    say(f"{report.threads} threads on {m['cpu']}", console)
+    table = Table(title="latency p50 (ms)")
     for col in ("artifact", "model", "runtime", "precision", *(f"bs={b}" for b in sizes)):
         table.add_column(col, justify="right" if col.startswith("bs=") else "left")
     for rows in cells.values():
         first = next(iter(rows.values()))
         table.add_row(first.artifact, first.model or "-", _runtime(first), _precision(first),
                       *(f"{rows[b].p50_ms:.2f}" for b in sizes))
-    out.print(table)
+    console.print(table)
 
     detail = Table(title="detail")
     for col in ("artifact", "runtime", "precision", "bs", "p50 ms", "p90 ms", "p99 ms", "img/s", "load s",
@@ -138,7 +146,7 @@ def _tables(report: BenchReport) -> None:
                        f"{r.p90_ms:.2f}", f"{r.p99_ms:.2f}", f"{r.throughput:.1f}",
                        f"{r.load_s:.2f}", f"{r.peak_rss_mb:.0f}", _num(r.gflops, ".1f"),
                        _num(None if r.of_gemm is None else 100 * r.of_gemm, ".1f"), str(r.samples))
-    out.print(detail)
+    console.print(detail)
 
     s = report.settings
     runs = f"{s['repeat']} measured runs" if s["repeat"] else f"~{s['seconds']:g} s measured"
@@ -155,10 +163,10 @@ def _tables(report: BenchReport) -> None:
         f"{report.overhead_ms * 1e3:.2f} µs ({report.overhead_ms / fastest:.4%} of the fastest p50)",
     ]
     for line in lines:
-        out.print(line, markup=False, highlight=False)
+        say(line, console)
     seen: set[tuple[str, str]] = set()
     for r in report.results:
         for note in r.notes:
             if (r.artifact, note) not in seen:
                 seen.add((r.artifact, note))
-                out.print(f"* {r.artifact}: {note}", markup=False, highlight=False)
+                say(f"* {r.artifact}: {note}", console)

@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .base import AsJson, NoVerify, app, err, handle_errors, out, print_json
+from .base import AsJson, NoVerify, app, err, handle_errors, out, print_json, say
 
 
 def _size(n: int) -> str:
@@ -63,9 +63,9 @@ def package(
     if as_json:
         return print_json(asdict(result))
     stem = Path(result.path).stem
-    out.print(f"[green]packaged[/] {result.model} for {result.target} in {result.path} (.nb arch "
-              f"{result.arch}, Paddle Lite {result.opt_version}"
-              f"{' with_extra' if result.with_extra else ''}; see its README.md)")
+    say(f"{result.model} for {result.target} in {result.path} (.nb arch {result.arch}, Paddle "
+        f"Lite {result.opt_version}{' with_extra' if result.with_extra else ''}; see its README.md)",
+        lead="[green]packaged[/] ")
     table = Table()
     table.add_column("file")
     table.add_column("size", justify="right")
@@ -78,11 +78,11 @@ def package(
     out.print(table)
     tol = result.tolerance
     source = "--images" if result.selfcheck_source == "images" else "synthetic images"
-    out.print(f"self-check: {result.selfcheck_count} images ({source}), reference "
-              f"{result.reference['runtime']} {result.reference['precision']}; judged as "
-              f"{tol['precision']}: cosine >= {tol['min_cosine']}, top-1 agreement >= "
-              f"{tol['min_top1_agreement']}")
-    out.print(f"sha256 {result.sha256}")
+    say(f"self-check: {result.selfcheck_count} images ({source}), reference "
+        f"{result.reference['runtime']} {result.reference['precision']}; judged as "
+        f"{tol['precision']}: cosine >= {tol['min_cosine']}, top-1 agreement >= "
+        f"{tol['min_top1_agreement']}")
+    say(f"sha256 {result.sha256}")
     if result.skipped:
         err.print(f"warning: skipped {len(result.skipped)} image(s) the demo could not use "
                   f"(first: {result.skipped[0][1]})", markup=False, highlight=False, soft_wrap=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from ..errors import VitdeployError
@@ -17,13 +18,18 @@ from .base import (
     ModelName,
     NoVerify,
     SavePath,
+    Settings,
+    Threads,
     app,
+    check_threads,
     err,
     handle_errors,
     image_options,
     out,
     parse_batch_sizes,
+    parse_settings,
     print_json,
+    say,
     warn_skipped,
 )
 
@@ -42,6 +48,8 @@ def predict(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per inference call."),
     precision: Optional[str] = typer.Option(None, "--precision",
                                             help="Compute precision (openvino: fp32, bf16, fp16)."),
+    threads: Threads = None,
+    setting: Settings = None,
     model: ModelName = None,
     no_verify: NoVerify = False,
     bad_images: BadImages = "skip",
@@ -50,10 +58,11 @@ def predict(
 ):
     """Classify images with an exported or converted model."""
     images_opts = image_options(bad_images, max_pixels)
+    check_threads(threads)
     from ..predictor import Predictor
 
-    with Predictor(artifact, runtime=runtime, precision=precision, model=model,
-                   verify=not no_verify) as pred:
+    with Predictor(artifact, runtime=runtime, precision=precision, model=model, threads=threads,
+                   settings=parse_settings(setting), verify=not no_verify) as pred:
         results = pred.predict_images(images, topk_k=k, batch_size=batch_size, **images_opts)
     warn_skipped(results.skipped)  # stderr only: the --json list format stays as it was
     if as_json:
@@ -90,6 +99,7 @@ def reference(
     limit: Optional[int] = typer.Option(None, "--limit", min=1,
                                         help="Use only the first N images."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
+    threads: Threads = None,
     model: ModelName = None,
     no_verify: NoVerify = False,
     bad_images: BadImages = "skip",
@@ -98,12 +108,13 @@ def reference(
 ):
     """Save an artifact's outputs on images as a portable reference file for 'vitdeploy parity'."""
     images_opts = image_options(bad_images, max_pixels)
+    check_threads(threads)
     from ..reference import check_reference_out, compute_reference, save_reference
 
     check_reference_out(out_file, force=force, protect=[artifact])  # before the long part
     with err.status("reference") as status:
         ref = compute_reference(artifact, images, runtime=runtime, precision=precision,
-                                limit=limit, model=model, verify=not no_verify,
+                                limit=limit, model=model, verify=not no_verify, threads=threads,
                                 progress=status.update, **images_opts)
         path = save_reference(ref, out_file, force=force, protect=[artifact])
     warn_skipped(ref.skipped)
@@ -120,7 +131,7 @@ def reference(
             ("inputs", f"{summary['count']} images, {'x'.join(map(str, summary['input_shape']))}"
                        f" -> {summary['num_classes']} classes"),
             ("machine", summary["machine"]), ("versions", versions)):
-        out.print(f"{label:>9}: {value}", markup=False, highlight=False)
+        say(f"{label:>9}: {value}")
 
 
 @app.command()
@@ -144,6 +155,8 @@ def parity(
     min_top1: Optional[float] = typer.Option(None, "--min-top1-agreement",
                                              help="Override the preset (0..1)."),
     max_abs: Optional[float] = typer.Option(None, "--max-abs", help="Also bound the max abs diff."),
+    threads: Threads = None,
+    setting: Settings = None,
     model: ModelName = None,
     no_verify: NoVerify = False,
     bad_images: BadImages = "skip",
@@ -154,6 +167,7 @@ def parity(
     """Prove that artifacts give the same outputs as the Paddle fp32 reference or a saved
     reference file (exit 2 if not)."""
     images_opts = image_options(bad_images, max_pixels)
+    check_threads(threads)
     from ..parity import run_parity
     from ..results import check_save_path, save_result
 
@@ -167,19 +181,21 @@ def parity(
                             batch_sizes=parse_batch_sizes(batch_sizes), runtimes=runtime,
                             precision=precision, num_random=num_random, overrides=overrides,
                             model=model, verify=not no_verify, progress=status.update,
-                            **images_opts)
+                            threads=threads, settings=parse_settings(setting), **images_opts)
     warn_skipped([(s["image"], s["reason"]) for s in report.inputs.get("skipped", [])])
     if as_json:
         print_json(report.to_dict())
     else:
-        _parity_table(report)
+        parity_table(report)
     if save is not None:  # a failed check is a result too: saved, then exit 2
         save_result("parity", report.to_dict(), save)
     if not report.passed:
         raise typer.Exit(2)
 
 
-def _parity_table(report) -> None:
+def parity_table(report, console: Console | None = None) -> None:
+    """The parity records as a table; ``console`` for a test's fixed width (default: stdout)."""
+    console = console or out
     inputs, ref = report.inputs, report.reference
     what = {"images": "images", "reference": "reference inputs"}.get(inputs["kind"], "random inputs")
     if ref.get("kind") == "file":
@@ -188,7 +204,8 @@ def _parity_table(report) -> None:
                   f"{versions})")
     else:
         source = f"{ref['dir']} (paddle fp32)"
-    table = Table(title=f"parity vs {source} on {inputs['count']} {what}, batch sizes "
+    say(f"reference: {source}", console)
+    table = Table(title=f"parity on {inputs['count']} {what}, batch sizes "
                         f"{','.join(map(str, report.batch_sizes))}")
     for col in ("artifact", "runtime", "stored", "computed", "judged as", "max abs", "mean abs",
                 "cosine min", "top-1", "top-5", "batch diff", "result"):
@@ -201,12 +218,12 @@ def _parity_table(report) -> None:
                       f"{r.max_abs:.2e}", f"{r.mean_abs:.2e}",
                       f"{r.cosine_min:.7f}", f"{r.top1_agreement:.1%}", f"{r.top5_overlap:.1%}",
                       f"{r.batch_max_diff:.1e}", verdict)
-    out.print(table)
+    console.print(table)
     for r in report.results:
         for note in r.notes:
-            out.print(f"* {r.artifact}: {note}", markup=False, highlight=False)
-    out.print("[green]all artifacts agree with the reference[/]" if report.passed
-              else "[red]parity check failed[/]")
+            say(f"* {r.artifact}: {note}", console)
+    console.print("[green]all artifacts agree with the reference[/]" if report.passed
+                  else "[red]parity check failed[/]")
 
 
 @app.command("eval")
@@ -225,6 +242,8 @@ def eval_cmd(
                                         help="Evaluate only the first N images."),
     min_top1: Optional[float] = typer.Option(None, "--min-top1", min=0.0, max=1.0,
                                              help="Exit 2 when any artifact's top-1 is below this."),
+    threads: Threads = None,
+    setting: Settings = None,
     model: ModelName = None,
     no_verify: NoVerify = False,
     bad_images: BadImages = "skip",
@@ -237,6 +256,7 @@ def eval_cmd(
         raise VitdeployError("pass the labelled images with --data DIR (an ImageNet-style folder "
                              "or a PaddleClas list file)")
     images_opts = image_options(bad_images, max_pixels)
+    check_threads(threads)
     from ..evaluate import evaluate_many
     from ..results import check_save_path, save_result
 
@@ -246,12 +266,13 @@ def eval_cmd(
     with err.status(f"evaluating on {data}") as status:
         rows = evaluate_many(artifacts, data, runtime=runtime, batch_size=batch_size, limit=limit,
                              model=model, verify=not no_verify, progress=status.update,
+                             threads=threads, settings=parse_settings(setting),
                              **images_opts)
     warn_skipped(_distinct_skipped(rows))
     if as_json:
         print_json([r.to_dict() for r in rows])
     else:
-        _eval_table(rows, data)
+        eval_table(rows, data)
     if save is not None:  # the --json list, with the data it was measured on
         save_result("eval", {"data": str(data), "results": [r.to_dict() for r in rows]}, save)
     failing = [r for r in rows if min_top1 is not None and r.top1 < min_top1]
@@ -271,9 +292,12 @@ def _distinct_skipped(rows: list[EvalRow]) -> list[tuple[str, str]]:
     return list(seen.items())
 
 
-def _eval_table(rows: list[EvalRow], data: Path) -> None:
+def eval_table(rows: list[EvalRow], data: Path, console: Console | None = None) -> None:
+    """The eval records as a table; ``console`` for a test's fixed width (default: stdout)."""
+    console = console or out
     total = rows[0].n + len(rows[0].skipped)  # the images listed (after --limit), scored or not
-    table = Table(title=f"top-1 / top-5 on {data} ({total} images); delta vs {rows[0].artifact}")
+    say(f"data: {data} ({total} images); delta vs {rows[0].artifact}", console)
+    table = Table(title="top-1 / top-5")
     for col in ("artifact", "runtime", "stored", "computed", "top-1", "top-5", "Δ top-1 vs first",
                 "images"):
         table.add_column(col, justify="left" if col in ("artifact", "runtime") else "right")
@@ -283,4 +307,4 @@ def _eval_table(rows: list[EvalRow], data: Path) -> None:
         delta = "reference" if i == 0 else f"{r.delta_top1:+.2f} pts"
         table.add_row(r.artifact, runtime, r.artifact_precision, computed, f"{r.top1:.2%}",
                       f"{r.top5:.2%}", delta, str(r.n))
-    out.print(table)
+    console.print(table)

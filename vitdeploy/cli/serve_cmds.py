@@ -51,6 +51,15 @@ def serve(
                                           "physical cores; with --replicas, shared among them)."),
     max_request_mb: float = typer.Option(64.0, "--max-request-mb",
                                          help="Refuse request bodies larger than this (413)."),
+    header_timeout: float = typer.Option(
+        15.0, "--header-timeout", help="Close a connection whose request headers have not "
+        "arrived this many seconds after it opened or after its previous response (also the "
+        "keep-alive idle time)."),
+    body_timeout: float = typer.Option(
+        30.0, "--body-timeout", help="Answer 408 and close when a request body stalls this many "
+        "seconds between reads."),
+    max_connections: int = typer.Option(
+        512, "--max-connections", help="Open connections beyond which new requests get 503."),
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error "
                                   "(JSON lines on stderr)."),
     model: ModelName = None,
@@ -64,7 +73,8 @@ def serve(
     from ..serve.server import serve as run_server
 
     check_port(port)
-    options = serve_options(max_batch_size, max_queue_delay_ms, max_request_mb, max_pixels)
+    options = serve_options(max_batch_size, max_queue_delay_ms, max_request_mb, max_pixels,
+                            header_timeout, body_timeout, max_connections)
     image_options("skip", max_pixels)  # --max-image-pixels also becomes OpenCV's own limit
     specs = model_specs(artifacts, runtime=runtime, precision=precision, threads=threads,
                         model=model, verify=not no_verify)

@@ -68,6 +68,10 @@ def _session(model: str | bytes):
     opts.intra_op_num_threads = physical_cores()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
+    # a QDQ graph's exact int8 arithmetic, whatever this CPU's int8 kernels (without VNNI they
+    # saturate): the accuracy measured, the layers ranked and so the artifact written are the
+    # same on every machine (resources.INT8_DOT_FLAGS)
+    opts.add_session_config_entry("session.disable_quant_qdq", "1")
     return ort.InferenceSession(model, opts, providers=["CPUExecutionProvider"])
 
 

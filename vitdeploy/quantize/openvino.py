@@ -60,6 +60,32 @@ def _quiet_nncf() -> Iterator[None]:
         nncf_logger.setLevel(level)
 
 
+@contextlib.contextmanager
+def _exact_int8_compiles() -> Iterator[None]:
+    """NNCF's accuracy control compiles every candidate with ``openvino.compile_model`` and ranks
+    layers by what it computes. On a CPU whose int8 kernels saturate (no VNNI), those compiles get
+    low-precision transformations off: the exact int8 arithmetic that vitdeploy's runtime computes
+    there and a VNNI CPU computes natively, so the layers reverted (and the IR written) do not
+    depend on the converting machine's kernels."""
+    import openvino as ov
+
+    from ..resources import exact_int8_kernels
+
+    if exact_int8_kernels():
+        yield
+        return
+    real = ov.compile_model
+
+    def exact(model: Any, device_name: Any = None, config: Any = None, **kw: Any) -> Any:
+        return real(model, device_name, {**(config or {}), "LP_TRANSFORMS_MODE": False}, **kw)
+
+    ov.compile_model = exact
+    try:
+        yield
+    finally:
+        ov.compile_model = real
+
+
 def _check_args(mode: str, calib: Calibration, eval_set: EvalSet | None,
                 max_drop: float | None) -> None:
     if mode not in OV_MODES:
@@ -262,7 +288,7 @@ def quantize_ir(src_xml: Path, dest_xml: Path, mode: str, calib: Calibration, *,
             "sensitive layers to float")
         dataset, validate = _validation(eval_set)
         try:
-            with _quiet_nncf():
+            with _quiet_nncf(), _exact_int8_compiles():
                 quantized = nncf.quantize_with_accuracy_control(
                     _read(src_xml), calibration, dataset, validate, max_drop=max_drop / 100,
                     drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=_advanced(),

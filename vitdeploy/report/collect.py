@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ArtifactError, VitdeployError, first_line
-from ..results import KINDS, ResultError, is_result, parse_result
+from ..results import KINDS, ResultError, is_result, parse_result, read_bytes, read_json_bytes
 
 MANIFEST = "manifest.json"
 
@@ -61,14 +61,11 @@ def _manifest(path: Path) -> dict[str, Any]:
 
 def _result(path: Path) -> ResultFile | None:
     """A saved result, None for another JSON file; a corrupt one is an error naming it."""
+    raw = read_bytes(path)
     try:
-        raw = path.read_bytes()
-        obj = json.loads(raw.decode("utf-8"))
-    except OSError as e:
-        raise ResultError(f"cannot read {path}: {e.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ResultError(f"{path} is not valid JSON ({first_line(e)}); re-save it with --save or "
-                          "remove it") from None
+        obj = read_json_bytes(raw, path)
+    except ResultError as e:
+        raise ResultError(f"{e}; re-save it with --save or remove it") from None
     if not is_result(obj):
         return None
     kind, data = parse_result(obj, path)

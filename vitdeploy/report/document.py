@@ -60,6 +60,6 @@ class Document:
 
 
 def num(value: float | None, spec: str) -> str:
-    """A number as the CLI tables show it; '-' for none (a non-finite value saved as null)."""
-    return "-" if value is None else format(value, spec)
+    """A number as the CLI tables show it; 'n/a' for none (a non-finite value saved as null)."""
+    return "n/a" if value is None else format(value, spec)
 

@@ -99,12 +99,14 @@ def plots_section(run: Run) -> Section:
     return sec
 
 
-def _latency(name: str, data: dict, colors: dict, labels: dict, key: str) -> Plot:
+def _latency(name: str, data: dict, colors: dict, labels: dict, key: str) -> Plot | Para:
     sizes = data["settings"]["batch_sizes"]
     lines: dict[tuple[str, str], dict[int, float]] = {}
     for r in data["results"]:
         if r["p50_ms"] is not None:
             lines.setdefault(_key(r), {})[r["batch_size"]] = r["p50_ms"]
+    if not lines:  # every latency non-finite (n/a): nothing to draw
+        return Para(f"Latency against batch size: {name} holds no finite latency.", kind="missing")
     fig, ax = _figure()
     for k, pts in lines.items():
         xs = sorted(pts)

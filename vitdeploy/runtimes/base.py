@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
@@ -12,24 +11,9 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..resources import check_threads, physical_cores
 
-def physical_cores() -> int:
-    """Threads for inference sessions: physical cores, not hyper-threads."""
-    try:
-        cores = set()
-        with open("/proc/cpuinfo") as f:
-            phys = core = None
-            for line in f:
-                if line.startswith("physical id"):
-                    phys = line.split(":")[1].strip()
-                elif line.startswith("core id"):
-                    core = line.split(":")[1].strip()
-                    cores.add((phys, core))
-        if cores:
-            return min(len(cores), len(os.sched_getaffinity(0)))
-    except OSError:
-        pass
-    return max(1, (os.cpu_count() or 2) // 2)
+__all__ = ["Runtime", "physical_cores"]
 
 
 class Runtime(ABC):
@@ -49,7 +33,7 @@ class Runtime(ABC):
                  precision: str | None = None,
                  settings: Mapping[str, object] | None = None) -> None:
         self.model_path = Path(model_path)
-        self.threads = threads or physical_cores()
+        self.threads = check_threads(threads) or physical_cores()
         self.settings = self.check_settings(settings or {})
         if precision is not None and precision not in self.precision_choices:
             from ..errors import RuntimeUnavailableError

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError, RuntimeUnavailableError, first_line
+from ..resources import exact_int8_kernels, int8_mode, int8_note
 from .base import Runtime
 
 
@@ -28,10 +29,10 @@ class OnnxRuntime(Runtime):
     name = "onnxruntime"
     formats = "an .onnx file"
     default_settings = {"graph_optimization": "all", "mem_arena": True, "mem_pattern": True,
-                        "spinning": True, "library": False}
+                        "spinning": True, "library": False, "int8": "auto"}
     setting_choices = {"graph_optimization": _LEVELS, "mem_arena": (True, False),
                        "mem_pattern": (True, False), "spinning": (True, False),
-                       "library": (True, False)}
+                       "library": (True, False), "int8": ("auto", "native", "emulated")}
 
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
@@ -56,6 +57,9 @@ class OnnxRuntime(Runtime):
             opts.enable_cpu_mem_arena = bool(s["mem_arena"])
             opts.enable_mem_pattern = bool(s["mem_pattern"])
             opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if s["spinning"] else "0")
+        mode = self._int8_mode()
+        if mode == "emulated":  # QDQ pairs stay DequantizeLinear + float ops: exact int8 results
+            opts.add_session_config_entry("session.disable_quant_qdq", "1")
         try:
             self._session = ort.InferenceSession(str(self.model_path), opts,
                                                  providers=["CPUExecutionProvider"])
@@ -65,6 +69,20 @@ class OnnxRuntime(Runtime):
         self._input = inp.name
         self.input_shape = list(inp.shape)
         self.compute_precision = self.artifact_precision  # the session runs the graph's types
+        if mode is not None and (mode == "emulated" or not exact_int8_kernels()):
+            self.notes.append(int8_note(mode))
+
+    def _int8_mode(self) -> str | None:
+        """For a static (QDQ) int8 graph: "native" or "emulated" (see resources.int8_mode);
+        None for other graphs, which the setting does not change."""
+        from ..precision import batch_dependent
+
+        try:
+            if self.artifact_precision != "int8" or batch_dependent(self.model_path):
+                return None
+        except Exception:  # an unreadable graph: the session's load says why, in one line
+            return None
+        return int8_mode(self.settings["int8"])
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         try:

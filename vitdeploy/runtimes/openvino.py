@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ArtifactError, RuntimeUnavailableError, first_line
+from ..resources import exact_int8_kernels, int8_mode, int8_note
 from .base import Runtime
 from .onnxruntime import find_onnx
 
@@ -22,8 +23,9 @@ class OpenVinoRuntime(Runtime):
     name = "openvino"
     formats = "model.xml (+ model.bin) or an .onnx file"
     precision_choices = tuple(_HINTS)
-    default_settings = {"hint": "LATENCY", "streams": "auto"}
-    setting_choices = {"hint": ("LATENCY", "THROUGHPUT", "library"), "streams": ("auto", 1, 2, 4)}
+    default_settings = {"hint": "LATENCY", "streams": "auto", "int8": "auto"}
+    setting_choices = {"hint": ("LATENCY", "THROUGHPUT", "library"), "streams": ("auto", 1, 2, 4),
+                       "int8": ("auto", "native", "emulated")}
 
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
@@ -42,14 +44,25 @@ class OpenVinoRuntime(Runtime):
                 f"OpenVINO precision {want!r} is not supported; use one of {', '.join(_HINTS)}"
             )
         core = ov.Core()
-        config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": _HINTS[want]}
+        caps = capabilities(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+        hint = _HINTS[want] if _CAPABILITY.get(want, "FP32") in caps else "f32"
+        config = {"INFERENCE_NUM_THREADS": self.threads, "INFERENCE_PRECISION_HINT": hint}
         if self.settings["hint"] != "library":
             config["PERFORMANCE_HINT"] = self.settings["hint"]
         if self.settings["streams"] != "auto":
             config["NUM_STREAMS"] = int(self.settings["streams"])
         try:
             model = core.read_model(str(self.model_path))
-            self._compiled = core.compile_model(model, "CPU", config)
+            mode = int8_mode(self.settings["int8"]) if _has_fake_quantize(model) else None
+            if mode == "emulated":  # low-precision transformations off: FakeQuantize stays a
+                # float op, so the IR's int8 arithmetic is computed exactly (a CPU plugin key)
+                try:
+                    self._compiled = core.compile_model(model, "CPU",
+                                                        {**config, "LP_TRANSFORMS_MODE": False})
+                except Exception:  # a plugin without the key: its int8 kernels, said below
+                    mode = "native"
+            if mode != "emulated":
+                self._compiled = core.compile_model(model, "CPU", config)
         except Exception as e:
             raise ArtifactError(f"OpenVINO cannot load {self.model_path}: {first_line(e)}") from None
         self._request = self._compiled.create_infer_request()
@@ -57,12 +70,13 @@ class OpenVinoRuntime(Runtime):
         found = re.search(r"(f32|float32|bf16|bfloat16|f16|float16)", used)
         self.compute_precision = {"f32": "fp32", "float32": "fp32", "bf16": "bf16", "bfloat16": "bf16",
                                   "f16": "fp16", "float16": "fp16"}.get(found.group(1) if found else "", used)
-        caps = core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
         note = fallback_note(want, self.compute_precision, caps)
         if note:
             self.notes.append(note)
-        if _runs_int8(self._compiled):  # an NNCF IR: its quantized layers run u8/i8 kernels
-            self.compute_precision = "int8"
+        if mode is not None or _runs_int8(self._compiled):  # an NNCF IR: its quantized layers
+            self.compute_precision = "int8"  # run u8/i8 kernels, or their exact emulation
+        if mode is not None and (mode == "emulated" or not exact_int8_kernels()):
+            self.notes.append(int8_note(mode))
         self.input_shape = [str(d) for d in self._compiled.input(0).get_partial_shape()]
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
@@ -81,6 +95,19 @@ class OpenVinoRuntime(Runtime):
 
 
 _CAPABILITY = {"bf16": "BF16", "fp16": "FP16"}
+# the CPU flags behind each capability, for a machine pretended with $VITDEPLOY_CPU_FLAGS
+_FLAGS = {"BF16": {"avx512_bf16", "amx_bf16"}, "FP16": {"avx512_fp16", "amx_fp16"}}
+
+
+def capabilities(reported: list[str] | tuple[str, ...]) -> list[str]:
+    """OpenVINO's CPU capabilities, less those the (pretended) CPU flags do not back: on a
+    machine run as another would look, bf16 is absent where its flags say so."""
+    from ..resources import cpu_flags, pretended_flags
+
+    if not pretended_flags():
+        return list(reported)
+    flags = cpu_flags()
+    return [c for c in reported if c not in _FLAGS or _FLAGS[c] & flags]
 
 
 def fallback_note(requested: str, used: str, capabilities: list[str] | tuple[str, ...]) -> str | None:
@@ -90,6 +117,10 @@ def fallback_note(requested: str, used: str, capabilities: list[str] | tuple[str
     if _CAPABILITY.get(requested) and _CAPABILITY[requested] not in capabilities:
         return f"this CPU has no {requested}; computed in {used}"
     return f"asked for {requested}; OpenVINO computed in {used}"
+
+
+def _has_fake_quantize(model) -> bool:
+    return any(op.get_type_name() == "FakeQuantize" for op in model.get_ops())
 
 
 _GEMM_LAYERS = {"FullyConnected", "MatMul", "Convolution", "ScaledAttn"}

@@ -23,6 +23,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 
 from .. import __version__
 from .config import ServeOptions
@@ -75,8 +76,13 @@ class AccessLog:
             log.info("request", extra=extra)
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes."""
+CLIENT_CLOSED = 499  # nginx's code for "client closed request": not a server error
+
+
+async def read_body(request: Request, limit: int, idle_timeout: float = 30.0) -> bytes:
+    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes; a body
+    that stalls for ``idle_timeout`` seconds is refused (408, connection closed); a client that
+    disconnects mid-body is a 499 (logged as one line, like any refusal)."""
     too_big = f"bytes; the limit is {limit} (--max-request-mb)"
     declared = request.headers.get("content-length")
     if declared is not None:
@@ -87,12 +93,22 @@ async def read_body(request: Request, limit: int) -> bytes:
     if request.headers.get("content-encoding", "identity").lower() != "identity":
         raise ProtocolError("compressed request bodies are not accepted; send them uncompressed", 415)
     chunks, total = [], 0
-    async for chunk in request.stream():
+    stream = request.stream()
+    while True:
+        try:
+            chunk = await asyncio.wait_for(anext(stream), idle_timeout)
+        except StopAsyncIteration:
+            return b"".join(chunks)
+        except asyncio.TimeoutError:
+            raise ProtocolError(f"no request body received for {idle_timeout:g} s (body timeout); "
+                                "send the whole body as its Content-Length says", 408) from None
+        except ClientDisconnect:
+            raise ProtocolError("the client disconnected before sending the whole request body",
+                                CLIENT_CLOSED) from None
         total += len(chunk)
         if total > limit:
             raise ProtocolError(f"the request body is over {limit} {too_big}", 413)
         chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def create_app(load: Callable[[], Repository], options: ServeOptions) -> Any:
@@ -133,7 +149,10 @@ def create_app(load: Callable[[], Repository], options: ServeOptions) -> Any:
 
     @app.exception_handler(ProtocolError)
     async def _protocol_error(_request: Request, e: ProtocolError) -> JSONResponse:
-        return error(e.status, str(e))
+        response = error(e.status, str(e))
+        if e.status in (408, CLIENT_CLOSED):  # the rest of that body is not worth waiting for
+            response.headers["connection"] = "close"
+        return response
 
     @app.exception_handler(HTTPException)
     async def _http_error(request: Request, e: HTTPException) -> JSONResponse:
@@ -191,7 +210,11 @@ def create_app(load: Callable[[], Repository], options: ServeOptions) -> Any:
     @app.post("/v2/models/{name}/versions/{version}/infer")
     async def infer(request: Request, name: str, version: str | None = None) -> Response:
         r = repo()
-        body = await read_body(request, options.max_request_bytes)
+        try:
+            body = await read_body(request, options.max_request_bytes, options.body_timeout_s)
+        except ProtocolError as e:
+            r.count_refused(name, e.status)
+            raise
         out, header_length = await r.infer(name, version, body, request.headers.get(HEADER_LENGTH))
         if header_length is None:
             return Response(out, media_type="application/json")

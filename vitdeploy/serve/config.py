@@ -11,11 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OptionError
+from ..resources import check_threads
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # safe in a URL path segment
 DEFAULT_MAX_REQUEST_MB = 64.0
 MAX_BATCH = 4096
 MAX_DELAY_MS = 60_000.0
+MAX_TIMEOUT_S = 3600.0
+MAX_CONNECTIONS = 65_536
 
 
 @dataclass(frozen=True)
@@ -38,6 +41,13 @@ class ServeOptions:
     max_request_bytes: int = int(DEFAULT_MAX_REQUEST_MB * 2**20)
     max_image_pixels: int | None = None
     graceful_timeout_s: float = 30.0
+    # connections (docs/serving.md, "Limits"): a request's headers must arrive within
+    # header_timeout_s of the connection waiting for them (also the keep-alive idle time), its
+    # body may pause at most body_timeout_s between reads (408), and past max_connections open
+    # connections a new request is answered 503
+    header_timeout_s: float = 15.0
+    body_timeout_s: float = 30.0
+    max_connections: int = 512
 
 
 def check_port(port: int) -> int:
@@ -46,9 +56,17 @@ def check_port(port: int) -> int:
     return port
 
 
+def _seconds(value: float, flag: str) -> float:
+    v = float(value)
+    if not math.isfinite(v) or not 0 < v <= MAX_TIMEOUT_S:
+        raise OptionError(f"{flag} {value} is out of range; use seconds in (0, {MAX_TIMEOUT_S:g}]")
+    return v
+
+
 def serve_options(max_batch_size: int = 8, max_queue_delay_ms: float = 2.0,
                   max_request_mb: float = DEFAULT_MAX_REQUEST_MB,
-                  max_image_pixels: int | None = None) -> ServeOptions:
+                  max_image_pixels: int | None = None, header_timeout_s: float = 15.0,
+                  body_timeout_s: float = 30.0, max_connections: int = 512) -> ServeOptions:
     """The batching and limit options, each in range, or one line naming the one that is not."""
     if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) \
             or not 1 <= max_batch_size <= MAX_BATCH:
@@ -64,7 +82,14 @@ def serve_options(max_batch_size: int = 8, max_queue_delay_ms: float = 2.0,
                           "(0, 4096]")
     if max_image_pixels is not None and max_image_pixels < 1:
         raise OptionError(f"--max-image-pixels {max_image_pixels} must be a positive integer")
-    return ServeOptions(max_batch_size, delay, int(mb * 2**20), max_image_pixels)
+    if isinstance(max_connections, bool) or not isinstance(max_connections, int) \
+            or not 1 <= max_connections <= MAX_CONNECTIONS:
+        raise OptionError(f"--max-connections {max_connections} is out of range; use "
+                          f"1..{MAX_CONNECTIONS}")
+    return ServeOptions(max_batch_size, delay, int(mb * 2**20), max_image_pixels,
+                        header_timeout_s=_seconds(header_timeout_s, "--header-timeout"),
+                        body_timeout_s=_seconds(body_timeout_s, "--body-timeout"),
+                        max_connections=max_connections)
 
 
 def model_specs(artifacts: list[str | Path], *, runtime: str | None = None,
@@ -74,8 +99,7 @@ def model_specs(artifacts: list[str | Path], *, runtime: str | None = None,
     unique and URL-safe."""
     if not artifacts:
         raise OptionError("no artifact to serve; pass one or more artifact directories")
-    if threads is not None and (isinstance(threads, bool) or threads < 1):
-        raise OptionError(f"--threads {threads} must be a positive integer")
+    check_threads(threads)
     specs: list[ModelSpec] = []
     seen: dict[str, str] = {}
     for raw in map(str, artifacts):

@@ -84,11 +84,19 @@ class Repository:
         state = "READY" if self.ready else "UNAVAILABLE"
         return [{"name": n, "version": VERSION, "state": state} for n in self.models]
 
+    def _label(self, name: str) -> str:
+        return name if name in self.models else "_unknown"  # no label per made-up name
+
+    def count_refused(self, name: str, code: int) -> None:
+        """A request refused before ``infer`` (its body: too large, stalled, cut off)."""
+        if self.metrics is not None:
+            self.metrics.requests.labels(self._label(name), str(code)).inc()
+
     async def infer(self, name: str, version: str | None, body: bytes,
                     header_length: str | None) -> tuple[bytes, int | None]:
         """The response body (and its JSON header length when it carries binary outputs)."""
         assert self.metrics is not None and self._pre is not None
-        start, code, label = time.perf_counter(), 200, name if name in self.models else "_unknown"
+        start, code, label = time.perf_counter(), 200, self._label(name)
         self.metrics.in_flight.inc()
         try:
             model = self.model(name, version)

@@ -62,11 +62,13 @@ def url_of(sock: socket.socket) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def preflight(specs: Sequence[ModelSpec]) -> None:
+def preflight(specs: Sequence[ModelSpec], max_batch_size: int = 1) -> None:
     """What loading would refuse, checked without loading (for Ray: before any replica starts):
-    manifests, inference.yml, a runtime that can read each artifact."""
+    manifests, inference.yml, a runtime that can read each artifact, and memory for a full
+    batch of each model."""
     from ..artifacts import read_artifact_info, verify_artifact
     from ..predictor import resolve_runtime
+    from ..resources import check_batch_memory
     from ..runtimes import get_runtime
 
     for spec in specs:
@@ -75,6 +77,7 @@ def preflight(specs: Sequence[ModelSpec]) -> None:
         if spec.verify:
             verify_artifact(spec.directory)
         info = read_artifact_info(spec.directory, model=spec.model)
+        check_batch_memory(max_batch_size, info.preprocess.crop_size, "--max-batch-size")
         cls, _path = resolve_runtime(info.directory, spec.runtime)
         if spec.precision is not None and spec.precision not in cls.precision_choices:
             choices = ", ".join(cls.precision_choices) or "none: it runs the model file as it is"
@@ -92,7 +95,8 @@ def serve(specs: Sequence[ModelSpec], options: ServeOptions, *, host: str = "127
         raise OptionError(f"--replicas {replicas} must be a positive integer")
     if not specs:
         raise OptionError("no artifact to serve")
-    preflight(specs)  # manifests hashed and runtimes resolved once, before anything starts
+    # manifests hashed and runtimes resolved once, before anything starts
+    preflight(specs, options.max_batch_size)
     if ray_address is not None or replicas > 1:
         from .ray_serve import serve_on_ray
 
@@ -119,11 +123,13 @@ def _run_uvicorn(repo: Any, options: ServeOptions, sock: socket.socket,
     except ImportError:
         raise VitdeployError("uvicorn is not installed: pip install 'uvicorn[standard]' fastapi") from None
     from .app import create_app
+    from .connections import uvicorn_limits
 
     app = create_app(lambda: repo, options)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on", ws="none",
                             timeout_graceful_shutdown=options.graceful_timeout_s,
-                            timeout_keep_alive=30)
+                            **uvicorn_limits(options.header_timeout_s, options.header_timeout_s,
+                                             options.max_connections))
     started = Started(url_of(sock), list(repo.models))
 
     class Server(uvicorn.Server):
