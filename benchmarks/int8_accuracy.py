@@ -49,7 +49,7 @@ def main() -> None:
     vd = [sys.executable, "-m", "vitdeploy.cli"]
     labels = None
     if args.sample:
-        from vitdeploy.evaluate import labelled_data
+        from vitdeploy.check.evaluate import labelled_data
         from vitdeploy.preprocess import preprocess_batch
         from vitdeploy.quantize.calib import load_calibration
 

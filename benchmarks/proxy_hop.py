@@ -60,7 +60,7 @@ def _measure(url: str, body: dict, requests: int, clients: int) -> dict:
 def main() -> None:
     from serve_helpers import running_server
 
-    from vitdeploy.artifacts import read_artifact_info
+    from vitdeploy.artifact import read_artifact_info
     from vitdeploy.resources import cpu_name
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])

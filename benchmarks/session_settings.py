@@ -78,13 +78,13 @@ def build(model: str, work: Path) -> dict[str, Path]:
 def measure(runtime: str, artifact: Path, variants, batch_sizes: list[int], repeat: int,
             warmup: int) -> dict[str, dict]:
     """The variants of one runtime, each in its own bench process, interleaved per request."""
-    from vitdeploy.bench import REWARM, REWARM_SECONDS, _Child, wait_quiet
+    from vitdeploy.bench import REWARM, REWARM_SECONDS, Child, wait_quiet
     from vitdeploy.runtimes import physical_cores
 
     children, info = [], {}
     try:
         for label, settings, threads in variants:
-            child = _Child(f"{runtime} {label}", threads or physical_cores())
+            child = Child(f"{runtime} {label}", threads or physical_cores())
             children.append(child)
             reply = child.ask("load", artifact=str(artifact), runtime=runtime,
                               threads=threads or physical_cores(), settings=settings)

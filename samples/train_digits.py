@@ -105,7 +105,7 @@ def main() -> None:
     write_split(OUT / "calib", pixels[calib], targets[calib], calib)
 
     # Measure top-1 through the exported model, as a user would.
-    from vitdeploy.evaluate import evaluate
+    from vitdeploy.check.evaluate import evaluate
     from vitdeploy.export import export_model
     from vitdeploy.predictor import Predictor
 

@@ -20,12 +20,12 @@ os.environ.setdefault("GLOG_minloglevel", "2")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from vitdeploy.check.parity import run_parity  # noqa: E402
 from vitdeploy.convert import convert  # noqa: E402
 from vitdeploy.export import export_model  # noqa: E402
 from vitdeploy.lite.naive_buffer import read_nb  # noqa: E402
 from vitdeploy.models import list_models  # noqa: E402
 from vitdeploy.models.loader import save_random_checkpoint  # noqa: E402
-from vitdeploy.parity import run_parity  # noqa: E402
 
 CACHE = ROOT / ".cache" / "zoo"
 WORK = ROOT / ".cache" / "zoo-work"

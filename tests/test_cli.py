@@ -61,7 +61,7 @@ def test_every_target_option_has_a_cli_flag():
     """The CLI's flags and the targets' typed options cannot drift apart."""
     params = {p.name for p in get_command(app).commands["convert"].params}
     for name, target in TARGETS.items():
-        missing = {f.name for f in fields(target.Options)} - params
+        missing = {f.name for f in fields(target.options)} - params
         assert not missing, (name, missing)
 
 

@@ -16,8 +16,7 @@ import pytest
 import yaml
 from conftest import ROOT, assert_one_line_error, run_cli
 
-from vitdeploy.artifacts import inference_yml, read_artifact_info
-from vitdeploy.deploy_config import parse_deploy_config
+from vitdeploy.artifact import inference_yml, parse_deploy_config, read_artifact_info
 from vitdeploy.errors import ArtifactError, UnknownModelError
 from vitdeploy.models import PreprocessConfig, get_config
 
@@ -326,7 +325,7 @@ def test_cli_predict_with_paddleclas_style_yaml(sample_export, sample, tmp_path)
 def test_convert_reads_paddleclas_yaml_without_model(sample_export, sample, tmp_path):
     """convert accepts the same PaddleClas directory: its inference_cls.yaml becomes the artifact's
     inference.yml, and parity against the PaddleClas directory itself passes."""
-    from vitdeploy.artifacts import read_artifact_info
+    from vitdeploy.artifact import read_artifact_info
 
     test_cli_predict_with_paddleclas_style_yaml(sample_export, sample, tmp_path)
     d = tmp_path / "art"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, assert_one_line_error, invoke
 
+from vitdeploy.check.evaluate import evaluate, evaluate_many, labelled_data
 from vitdeploy.errors import ImageError
-from vitdeploy.evaluate import evaluate, evaluate_many, labelled_data
 from vitdeploy.predictor import Predictor
 
 DIGITS = [str(d) for d in range(10)]
@@ -57,7 +57,7 @@ def test_labelled_data_not_found_or_empty(tmp_path):
 
 
 def test_evaluate_many_decodes_each_image_once(sample_export, sample, monkeypatch):
-    import vitdeploy.evaluate as ev
+    import vitdeploy.check.evaluate as ev
 
     calls: list[Path] = []
     real = ev.decode_image

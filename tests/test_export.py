@@ -12,7 +12,7 @@ import pytest
 import yaml
 from conftest import ROOT, assert_one_line_error, run_cli
 
-from vitdeploy.artifacts import read_artifact_info, sha256
+from vitdeploy.artifact import read_artifact_info, sha256
 from vitdeploy.models import get_config
 from vitdeploy.runtimes.paddle import PaddleRuntime
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import ROOT, assert_one_line_error, openvino_capabilities, run_cli
 from onnx import numpy_helper
 
-from vitdeploy.parity import compare
+from vitdeploy.check.parity import compare
 
 
 def test_sample_parity_on_real_images(sample_export, sample_onnx, sample_openvino, sample):

@@ -13,16 +13,16 @@ import numpy as np
 import pytest
 from conftest import ROOT, assert_one_line_error, invoke, run_cli
 
-from vitdeploy.errors import OutputExistsError, ReferenceFileError
-from vitdeploy.models.config import PreprocessConfig
-from vitdeploy.parity import run_parity
-from vitdeploy.reference import (
+from vitdeploy.check.parity import run_parity
+from vitdeploy.check.reference import (
     FORMAT,
     Reference,
     compute_reference,
     load_reference,
     save_reference,
 )
+from vitdeploy.errors import OutputExistsError, ReferenceFileError
+from vitdeploy.models.config import PreprocessConfig
 
 MODEL = "DeiT_digits_patch8_32"
 
@@ -270,7 +270,7 @@ def test_reference_cli_refusals(ref_file, sample_export, sample, tmp_path):
 
 
 def test_reference_cli_wiring(monkeypatch, tmp_path):
-    import vitdeploy.reference as reference
+    import vitdeploy.check.reference as reference
 
     seen = {}
 

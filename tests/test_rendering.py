@@ -13,10 +13,10 @@ import pytest
 from rich.console import Console
 
 from vitdeploy.bench import BenchReport, BenchRow
+from vitdeploy.check.evaluate import EvalRow
+from vitdeploy.check.parity import ParityReport, ParityRow
 from vitdeploy.cli.bench_cmds import bench_tables
 from vitdeploy.cli.run_cmds import eval_table, parity_table
-from vitdeploy.evaluate import EvalRow
-from vitdeploy.parity import ParityReport, ParityRow
 
 LONG_CPU = "Other Vendor(R) Imaginary(TM) Processor 9999X 64-Core 1.0GHz"
 SHORT_CPU = "AMD EPYC"

@@ -12,6 +12,7 @@ import sys
 import pytest
 from conftest import assert_one_line_error, invoke, run_cli
 
+from vitdeploy.errors import OptionError
 from vitdeploy.resources import (
     ResourceError,
     available_memory,
@@ -29,7 +30,7 @@ def test_check_threads():
     assert check_threads(usable_cpus()) == usable_cpus()
     assert 1 <= physical_cores() <= usable_cpus()
     for bad in (0, -3, True, "2", 2.0):
-        with pytest.raises(ResourceError, match="must be a positive integer"):
+        with pytest.raises(OptionError, match="must be a positive integer"):
             check_threads(bad)
     with pytest.raises(ResourceError, match=f"--threads {TOO_MANY} is more than the {usable_cpus()} CPU"):
         check_threads(TOO_MANY)

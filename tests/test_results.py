@@ -8,8 +8,8 @@ import json
 import pytest
 
 from vitdeploy import __version__
+from vitdeploy.check.results import ResultError, check_save_path, load_result, save_result
 from vitdeploy.errors import OutputExistsError
-from vitdeploy.results import ResultError, check_save_path, load_result, save_result
 
 EVAL_ROW = {"artifact": "a", "runtime": "paddle", "precision": "fp32", "artifact_precision": "fp32",
             "compute_precision": "fp32", "top1": 0.5, "top5": 1.0, "n": 4, "delta_top1": 0.0,

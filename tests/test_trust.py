@@ -9,7 +9,7 @@ import shutil
 import pytest
 from conftest import ROOT, assert_one_line_error, run_cli
 
-from vitdeploy.artifacts import sha256, verify_artifact
+from vitdeploy.artifact import sha256, verify_artifact
 from vitdeploy.errors import ArtifactError
 
 
@@ -88,7 +88,7 @@ def test_incomplete_or_broken_manifest(export_copy, sample, mutate, needle):
 
 
 def test_manifest_cannot_point_outside(export_copy, tmp_path):
-    from vitdeploy.artifacts import write_manifest
+    from vitdeploy.artifact import write_manifest
 
     secret = tmp_path / "secret.txt"
     secret.write_text("x")
@@ -99,9 +99,9 @@ def test_manifest_cannot_point_outside(export_copy, tmp_path):
     m = json.loads((export_copy / "manifest.json").read_text())
     m["files"] = {**files, "../secret.txt": sha256(secret)}
     m.pop("manifest_sha256")
-    from vitdeploy.artifacts import _digest
+    from vitdeploy.artifact import manifest_digest
 
-    m["manifest_sha256"] = _digest(m)
+    m["manifest_sha256"] = manifest_digest(m)
     (export_copy / "manifest.json").write_text(json.dumps(m))
     with pytest.raises(ArtifactError, match="outside"):
         verify_artifact(export_copy)

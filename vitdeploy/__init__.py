@@ -1,10 +1,14 @@
-"""vitdeploy: deploy PaddlePaddle ViT / DeiT / LeViT classifiers to every runtime."""
+"""vitdeploy: deploy PaddlePaddle ViT / DeiT / LeViT classifiers to every runtime.
+
+``import vitdeploy`` stays light (no numpy, no backend): ``vitdeploy.Predictor`` is imported
+when first used; the workflows are packages of their own (``vitdeploy.convert``,
+``vitdeploy.check``, ``vitdeploy.bench``, ``vitdeploy.bundles``, ``vitdeploy.serve``)."""
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from .about import __version__
 
-__all__ = ["Predictor", "__version__", "bench"]
+__all__ = ["Predictor", "__version__"]
 
 
 def __getattr__(name: str):
@@ -12,8 +16,4 @@ def __getattr__(name: str):
         from .predictor import Predictor
 
         return Predictor
-    if name == "bench":  # the module vitdeploy.bench, callable: vitdeploy.bench(...) is its bench()
-        import importlib
-
-        return importlib.import_module(".bench", __name__)
     raise AttributeError(name)

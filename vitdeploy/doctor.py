@@ -5,7 +5,7 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-from . import __version__
+from .about import __version__
 
 _PACKAGES = (
     ("paddlepaddle", "Paddle Inference runtime and export", "pip install 'paddlepaddle==3.3.*'"),

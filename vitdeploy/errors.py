@@ -46,11 +46,23 @@ class RuntimeUnavailableError(VitdeployError):
 
 
 class ExportError(VitdeployError):
-    """The Paddle export itself failed."""
+    """Writing a model failed: the Paddle export, or a conversion tool."""
 
 
 class OptionError(VitdeployError):
     """An option that does not apply to the chosen target, or a value out of range."""
+
+
+class PrecisionError(OptionError):
+    """A compute precision a runtime cannot be asked for."""
+
+
+class SettingError(OptionError):
+    """A runtime session setting it does not have, or a value it does not take."""
+
+
+class QuantizeError(ExportError):
+    """A quantization recipe failed (the tool's own error, in one line)."""
 
 
 class CheckNotMet(VitdeployError):

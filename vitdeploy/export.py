@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .artifacts import (
+from .about import versions
+from .artifact import (
     INFERENCE_YML,
     LABELS,
     atomic_output_dir,
@@ -43,10 +42,7 @@ class ExportResult:
 
 
 def _versions() -> dict[str, str]:
-    import paddle
-
-    return {"vitdeploy": __version__, "paddlepaddle": paddle.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}
+    return versions(("paddlepaddle", "numpy"))  # type: ignore[return-value]
 
 
 def save_inference_model(model, path_prefix: Path, input_size: int, softmax: bool) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .artifacts import ArtifactInfo, read_artifact_info, verify_artifact
+from .artifact import ArtifactInfo, read_artifact_info, verify_artifact
 from .errors import ArtifactError
 from .preprocess import Skipped, check_policy, collect_images, no_usable_images, preprocess_usable
 from .resources import check_batch_memory
@@ -102,11 +102,14 @@ class Predictor:
             verify_artifact(artifact_dir)
         self.info: ArtifactInfo = read_artifact_info(artifact_dir, model=model)
         cls, path = resolve_runtime(self.info.directory, runtime)
-        if not strict_precision and precision not in cls.precision_choices:
-            precision = None
-        self.runtime: Runtime = cls(path, threads=threads, precision=precision,
-                                       settings=settings)
+        dropped = not strict_precision and precision is not None \
+            and precision not in cls.precision_choices
+        self.runtime: Runtime = cls(path, threads=threads, precision=None if dropped else precision,
+                                    settings=settings)
         self.runtime.load()
+        if dropped:  # said, never silent: the row's notes carry it
+            self.runtime.notes.append(f"runtime {cls.name} offers no precision choice: "
+                                      f"{precision} not applied, its model file ran as it is")
 
     @property
     def input_size(self) -> int:

@@ -2,7 +2,7 @@
 
 Invariant: a request beyond the machine (``--threads 10000``, ``--batch-sizes 1000000``) is
 refused here, in one line, before any model loads or any process starts — never a hang, an
-out-of-memory kill or a swap storm. Ground layer: imports nothing from the package but errors.
+out-of-memory kill or a swap storm. Ground layer: imports only errors and options.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 
 from .errors import VitdeployError
+from .options import positive_int
 
 # Of the memory available now, what one run may plan to take: the rest is left to the system
 # and to the estimate's own error.
@@ -128,8 +129,7 @@ def check_threads(threads: object, flag: str = "--threads") -> int | None:
     thousands starts that many OS threads per runtime): refused."""
     if threads is None:
         return None
-    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ResourceError(f"{flag} {threads!r} must be a positive integer")
+    positive_int(threads, flag)
     cpus = usable_cpus()
     if threads > cpus:
         raise ResourceError(f"{flag} {threads} is more than the {cpus} CPU(s) this process may use; "
@@ -203,3 +203,16 @@ def check_batch_memory(batch: int, input_size: int, flag: str = "--batch-size") 
                  f"a batch of {batch} images of {input_size}x{input_size} (input and activations)",
                  f"pass a smaller {flag} (at most about {fits} here)" if fits >= 1
                  else "free memory")
+
+
+def child_env(base: dict[str, str] | None = None, **extra: str) -> dict[str, str]:
+    """The environment for a child process that runs this very vitdeploy (``python -m
+    vitdeploy....``): this checkout first on PYTHONPATH (not another install), Paddle's C++ log
+    quiet, plus ``extra`` variables. The one recipe for bench's workers, the Ray helper and the
+    Ray replicas."""
+    env = dict(os.environ if base is None else base)
+    root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    env.setdefault("GLOG_minloglevel", "2")
+    env.update(extra)
+    return env

@@ -10,7 +10,7 @@ import onnx
 import pytest
 from conftest import assert_one_line_error, run_cli
 
-from vitdeploy.artifacts import read_artifact_info, sha256
+from vitdeploy.artifact import read_artifact_info, sha256
 from vitdeploy.models.loader import save_random_checkpoint
 
 pytestmark = pytest.mark.slow  # real conversions: make test, not make check
@@ -136,7 +136,7 @@ def test_onnx_fp16_is_a_real_fp16_model(sample_export, tmp_path, sample):
     """fp16 weights and compute, float32 input and output; judged with the fp16 preset."""
     from conftest import ROOT
 
-    from vitdeploy.parity import PRESETS
+    from vitdeploy.precision import PRESETS
 
     out = tmp_path / "o16"
     r = run_cli("convert", sample_export, "--to", "onnx", "--precision", "fp16", "--out", out, "--json")

@@ -79,7 +79,8 @@ def test_x86_quantized_is_refused(sample_export, tmp_path):
 def test_parity_flags_non_finite_outputs():
     import numpy as np
 
-    from vitdeploy.parity import PRESETS, check, compare
+    from vitdeploy.check.parity import check, compare
+    from vitdeploy.precision import PRESETS
 
     ref = np.ones((2, 4), np.float32)
     out = ref.copy()
@@ -264,8 +265,8 @@ def test_softmax_export_survives_lite(sample_lite_arm8, tmp_path, sample):
 def test_lite_reexport_softmax_follows_source_manifest(monkeypatch, tmp_path, sample):
     """The worker's export is asked for softmax exactly when the source export recorded it; a
     bare PaddleClas directory (no manifest) gives logits."""
+    from vitdeploy.convert import lite as lite_convert
     from vitdeploy.convert.source import Source
-    from vitdeploy.lite import convert as lite_convert
 
     sent = []
 

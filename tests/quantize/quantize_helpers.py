@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from conftest import ROOT
 
-from vitdeploy.artifacts import read_artifact_info
-from vitdeploy.evaluate import labelled_data
+from vitdeploy.artifact import read_artifact_info
+from vitdeploy.check.evaluate import labelled_data
 from vitdeploy.preprocess import preprocess_batch
 from vitdeploy.quantize.calib import Calibration, EvalSet, load_calibration
 

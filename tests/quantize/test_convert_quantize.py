@@ -8,7 +8,7 @@ import json
 import pytest
 from conftest import ROOT, assert_one_line_error, run_cli
 
-from vitdeploy.artifacts import sha256
+from vitdeploy.artifact import sha256
 
 pytestmark = pytest.mark.slow
 

@@ -165,7 +165,7 @@ def test_emulated_int8_is_the_graphs_exact_arithmetic(static, data, monkeypatch)
     unfused = ort.InferenceSession(str(dest), opts, providers=["CPUExecutionProvider"]).run(
         None, {"x": x})[0]
     emulated, notes = _int8_run(dest, x, "emulated")
-    from vitdeploy.parity import compare
+    from vitdeploy.check.parity import compare
 
     # equal up to a rounding flip in a QuantizeLinear where other float fusions moved a value
     # across a half step (native kernels without VNNI: cosine 0.96, mean abs 0.057 here)

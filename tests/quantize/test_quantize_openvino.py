@@ -136,7 +136,7 @@ def test_emulated_int8_keeps_the_ir_close_to_fp32_everywhere(int8, sample_openvi
     """Emulated int8 (low-precision transformations off) computes the IR's FakeQuantize
     arithmetic in fp32: within the int8 parity preset of fp32 on every CPU (native kernels
     without VNNI fell to cosine 0.88 on this sample). "auto" follows the CPU's flags."""
-    from vitdeploy.parity import compare
+    from vitdeploy.check.parity import compare
 
     dest, _, _ = int8
     x = data[1].x

@@ -252,7 +252,7 @@ def test_report_renders_in_a_browser(full_run, tmp_path):
 
 
 def _numbers(kind: str) -> list[str]:
-    from vitdeploy.results import _RANGE
+    from vitdeploy.check.results import _RANGE
 
     return list(_RANGE[kind])
 
@@ -287,7 +287,7 @@ def test_non_finite_numbers_show_as_na(fast_run, tmp_path, literal):
 
 @pytest.mark.parametrize("kind", ["parity", "eval", "bench"])
 def test_out_of_range_numbers_are_refused_naming_the_field(fast_run, tmp_path, kind):
-    from vitdeploy.results import ResultError, parse_result
+    from vitdeploy.check.results import ResultError, parse_result
 
     base = json.loads((fast_run / f"{kind}.json").read_text())
     for key in _numbers(kind):

@@ -8,8 +8,7 @@ import json
 import pytest
 from conftest import ROOT, run_cli
 
-from vitdeploy.parity import PRESETS, tolerance_for
-from vitdeploy.precision import artifact_precision, looser
+from vitdeploy.precision import PRESETS, artifact_precision, looser, tolerance_for
 
 
 def test_looser_and_tolerance_choice():

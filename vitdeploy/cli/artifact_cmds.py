@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..artifact import MANIFEST
 from ..errors import VitdeployError
 from .base import AsJson, NoVerify, app, err, handle_errors, out, print_json, say
 
@@ -58,7 +59,7 @@ def export(
     say(f"{result.model} ({result.num_classes} classes) to {result.out_dir}; exported program "
         f"matches the checkpoint (max abs diff {result.verify_max_abs_diff:.2e})",
         lead="[green]exported[/] ")
-    for name in [*result.files, "manifest.json"]:
+    for name in [*result.files, MANIFEST]:
         say(f"  {name}")
 
 
@@ -115,7 +116,7 @@ def convert(
         return print_json(asdict(result))
     say(f"{result.model or src} to {result.target} in {result.out_dir} "
         f"({result.seconds:.1f} s, stores {result.precision})", lead="[green]converted[/] ")
-    for name in [*result.files, "manifest.json"]:
+    for name in [*result.files, MANIFEST]:
         say(f"  {name}")
 
 

@@ -20,9 +20,9 @@ from rich.console import Console  # noqa: E402
 from typer._click import exceptions as click  # noqa: E402  (typer >= 0.29 vendors click)
 from typer.core import TyperGroup  # noqa: E402
 
-from .. import __version__  # noqa: E402
+from ..about import __version__  # noqa: E402
+from ..check.results import strict_json as _finite  # noqa: E402  (NaN/inf become null)
 from ..errors import VitdeployError  # noqa: E402
-from ..results import strict_json as _finite  # noqa: E402  (NaN/inf become null)
 
 # Wide tables when piped (CI logs); a terminal keeps its own width.
 out = Console(width=None if sys.stdout.isatty() else 200)

@@ -59,7 +59,7 @@ def bench_cmd(
 
     Each artifact runs in a process of its own; the runs are interleaved across artifacts."""
     from ..bench import bench
-    from ..results import check_save_path, save_result
+    from ..check.results import check_save_path, save_result
 
     sizes = parse_batch_sizes(batch_sizes)
     if save is not None:  # refused now, not after minutes of measuring

@@ -54,7 +54,7 @@ def package(
     as_json: AsJson = False,
 ):
     """Bundle a model for a device: .nb, labels, self-check data, C++ demo, build/run scripts."""
-    from ..targets import package as make_bundle
+    from ..bundles import package as make_bundle
 
     with _progress() as progress:
         result = make_bundle(artifact, target, out_zip, force=force, images=images,

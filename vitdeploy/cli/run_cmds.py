@@ -34,7 +34,7 @@ from .base import (
 )
 
 if TYPE_CHECKING:
-    from ..evaluate import EvalRow
+    from ..check.evaluate import EvalRow
 
 
 @app.command()
@@ -109,7 +109,7 @@ def reference(
     """Save an artifact's outputs on images as a portable reference file for 'vitdeploy parity'."""
     images_opts = image_options(bad_images, max_pixels)
     check_threads(threads)
-    from ..reference import check_reference_out, compute_reference, save_reference
+    from ..check.reference import check_reference_out, compute_reference, save_reference
 
     check_reference_out(out_file, force=force, protect=[artifact])  # before the long part
     with err.status("reference") as status:
@@ -168,8 +168,8 @@ def parity(
     reference file (exit 2 if not)."""
     images_opts = image_options(bad_images, max_pixels)
     check_threads(threads)
-    from ..parity import run_parity
-    from ..results import check_save_path, save_result
+    from ..check.parity import run_parity
+    from ..check.results import check_save_path, save_result
 
     if save is not None:  # refused now, not after the run
         check_save_path(save)
@@ -257,8 +257,8 @@ def eval_cmd(
                              "or a PaddleClas list file)")
     images_opts = image_options(bad_images, max_pixels)
     check_threads(threads)
-    from ..evaluate import evaluate_many
-    from ..results import check_save_path, save_result
+    from ..check.evaluate import evaluate_many
+    from ..check.results import check_save_path, save_result
 
     if save is not None:
         check_save_path(save)

@@ -10,7 +10,7 @@ import typer
 from .base import MaxPixels, ModelName, NoVerify, app, handle_errors, image_options
 
 if TYPE_CHECKING:
-    from ..serve.server import Started
+    from ..serve.listen import Started
 
 
 def _announce(started: Started) -> None:

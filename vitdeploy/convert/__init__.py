@@ -1,34 +1,31 @@
 """``vitdeploy convert``: an export directory -> ONNX / OpenVINO IR / Paddle Lite artifact.
 
-Adding a target is one module with a typed ``Options`` dataclass, ``convert(source, out_dir,
-options) -> dict`` (and optionally ``manifest_section(details)``) and one line in ``TARGETS``.
+Adding a target is one module declaring a ``TARGET`` (target.py: a typed ``Options`` dataclass,
+``convert(source, out_dir, options, progress) -> dict``, optionally a manifest section) and one
+line in ``TARGETS``; help texts and option checks come from the registry.
 """
 
 from __future__ import annotations
 
-import platform
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
-from types import ModuleType
 
-from .. import __version__
-from ..artifacts import atomic_output_dir, check_output_dir, sha256, write_manifest
+from ..about import versions
+from ..artifact import atomic_output_dir, check_output_dir, sha256, write_manifest
 from ..errors import OptionError
-from ..lite import convert as lite_target
+from ..options import TargetOptions, build_options
 from ..precision import artifact_precision
-from . import onnx as onnx_target
-from . import openvino as openvino_target
-from .options import TargetOptions, build_options
+from . import lite, onnx, openvino
 from .source import Source, resolve_source
+from .target import Target
 
-TARGETS: dict[str, ModuleType] = {
-    "onnx": onnx_target,
-    "openvino": openvino_target,
-    "lite": lite_target,
-}
+TARGETS: dict[str, Target] = {t.name: t for t in (
+    onnx.TARGET,
+    openvino.TARGET,
+    lite.TARGET,
+)}
 _TOOLS = ("paddlepaddle", "paddle2onnx", "onnx", "onnxslim", "onnxruntime", "openvino", "nncf")
 
 
@@ -44,13 +41,7 @@ class ConvertResult:
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {"vitdeploy": __version__, "python": platform.python_version()}
-    for name in _TOOLS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    return versions(_TOOLS)  # type: ignore[return-value]
 
 
 def _num_classes(out: Path, source: Source) -> int:
@@ -74,7 +65,7 @@ def make_options(to: str, given: TargetOptions | Mapping[str, object] | None = N
     """The typed options of target ``to``; an option it does not honour is an error."""
     if to not in TARGETS:
         raise OptionError(f"unknown target {to!r}; available: {', '.join(TARGETS)}")
-    return build_options(to, TARGETS[to].Options, given)
+    return build_options(to, TARGETS[to].options, given)
 
 
 def convert(src: str | Path, to: str, out: str | Path,
@@ -109,7 +100,7 @@ def convert(src: str | Path, to: str, out: str | Path,
             "precision": artifact_precision(tmp / details["model_file"]),
             "conversion": details,
             **({"quantization": details["quantization"]} if "quantization" in details else {}),
-            **(target.manifest_section(details) if hasattr(target, "manifest_section") else {}),
+            **target.manifest_section(details),
             "source": {"dir": str(Path(src)), "kind": source.kind, "files": src_files},
             "versions": tool_versions(),
         })

@@ -11,13 +11,13 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
-from ..errors import ArtifactError, ExportError, OptionError
+from ..errors import ArtifactError, ExportError
+from ..options import choice, positive_int
 from ..quantize.options import QuantizeOptions, run_recipe
 from ..quiet import quiet_stdout
-from .options import choice
 from .source import Source
+from .target import Target
 
 DEFAULT_OPSET = 17  # LayerNormalization is one op from opset 17 on
 MIN_OPSET, MAX_OPSET = 11, 21
@@ -29,8 +29,6 @@ class Options(QuantizeOptions):
     opset: int = DEFAULT_OPSET
     precision: str = "fp32"  # fp16: fp16 weights and compute, fp32 input/output
 
-    QUANTIZE_MODES: ClassVar[tuple[str, ...]] = ("int8", "dynamic-int8")
-
     def validate(self, target: str) -> None:
         check_opset(self.opset)
         choice(target, "precision", self.precision, ("fp32", "fp16"))
@@ -38,9 +36,7 @@ class Options(QuantizeOptions):
 
 
 def check_opset(opset: int) -> None:
-    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise OptionError(f"--opset {opset} is out of range; use {MIN_OPSET}..{MAX_OPSET} "
-                          f"(default {DEFAULT_OPSET})")
+    positive_int(opset, "--opset", MIN_OPSET, MAX_OPSET, f" (default {DEFAULT_OPSET})")
 
 
 def paddle_to_onnx(source: Source, dest: Path, opset: int = DEFAULT_OPSET,
@@ -166,11 +162,13 @@ def convert(source: Source, out: Path, options: Options,
     if options.quantize is None:
         info = paddle_to_onnx(source, out / "model.onnx", options.opset, options.precision)
         return {"model_file": "model.onnx", "precision": options.precision, **info}
-    from ..quantize.onnxruntime import quantize_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = Path(tmp) / "fp32.onnx"
         info = paddle_to_onnx(source, fp32, options.opset)
         progress(f"quantizing ({options.quantize}) with ONNX Runtime")
-        record = run_recipe(quantize_onnx, fp32, out / "model.onnx", options, source, progress)
+        record = run_recipe("onnx", fp32, out / "model.onnx", options, source, progress)
     return {"model_file": "model.onnx", "opset": info["opset"], "quantization": record}
+
+
+TARGET = Target("onnx", "ONNX (fp32, fp16; int8: static QDQ or dynamic)", Options, convert)

@@ -7,22 +7,20 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 from ..errors import ExportError, first_line
+from ..options import choice
 from ..quantize.options import QuantizeOptions, run_recipe
 from ..quiet import quiet_stdout
 from .onnx import DEFAULT_OPSET, check_opset, paddle_to_onnx
-from .options import choice
 from .source import Source
+from .target import Target
 
 
 @dataclass(frozen=True)
 class Options(QuantizeOptions):
     opset: int = DEFAULT_OPSET  # of the intermediate ONNX
     precision: str = "fp32"  # fp16: weights compressed to half; compute is the runtime's choice
-
-    QUANTIZE_MODES: ClassVar[tuple[str, ...]] = ("int8",)
 
     def validate(self, target: str) -> None:
         check_opset(self.opset)
@@ -34,12 +32,10 @@ def convert(source: Source, out: Path, options: Options,
             progress: Callable[[str], None] = lambda _m: None) -> dict:
     if options.quantize is None:
         return _to_ir(source, out, options)
-    from ..quantize.openvino import quantize_ir
-
     with tempfile.TemporaryDirectory() as tmp:
         details = _to_ir(source, Path(tmp), options)
         progress(f"quantizing ({options.quantize}) with NNCF")
-        record = run_recipe(quantize_ir, Path(tmp) / "model.xml", out / "model.xml", options,
+        record = run_recipe("openvino", Path(tmp) / "model.xml", out / "model.xml", options,
                             source, progress)
     return {**details, "weights": "int8", "quantization": record}
 
@@ -62,3 +58,6 @@ def _to_ir(source: Source, out: Path, options: Options) -> dict:
             raise ExportError(f"OpenVINO conversion failed: {first_line(e)}") from None
     return {"model_file": "model.xml", "weights": options.precision, "via": "onnx",
             "opset": options.opset}
+
+
+TARGET = Target("openvino", "OpenVINO IR (fp32, fp16 weights; int8: NNCF)", Options, convert)

@@ -6,10 +6,14 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..artifacts import (
+from ..artifact import (
     INFERENCE_YML,
     LABELS,
+    PADDLE_PARAMS,
     ArtifactInfo,
+    artifact_kind,
+    find_onnx,
+    find_paddle_program,
     inference_yml,
     read_artifact_info,
     read_labels,
@@ -18,8 +22,6 @@ from ..artifacts import (
     write_labels,
 )
 from ..errors import ArtifactError
-from ..runtimes.onnxruntime import find_onnx
-from ..runtimes.paddle import PaddleRuntime
 
 
 @dataclass
@@ -62,11 +64,11 @@ def resolve_source(src: str | Path, model: str | None = None,
         raise ArtifactError(f"source directory not found: {d}")
     if verify:
         verify_artifact(d)
-    program = PaddleRuntime.find_model(d)
-    onnx_file = find_onnx(d)
-    if program is not None:
-        kind, model_file = "paddle", program
-        if not model_file.with_suffix(".pdiparams").is_file():
+    kind = artifact_kind(d)  # from the files: a conversion reads the model, not the manifest
+    program, onnx_file = find_paddle_program(d), find_onnx(d)
+    if kind == "paddle" and program is not None:
+        model_file = program
+        if not model_file.with_suffix(PADDLE_PARAMS).is_file():
             raise ArtifactError(f"{d} has {model_file.name} but no inference.pdiparams beside it")
     elif onnx_file is not None:
         kind, model_file = "onnx", onnx_file

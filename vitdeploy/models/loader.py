@@ -10,8 +10,8 @@ import numpy as np
 
 from ..checkpoint import DERIVED_BUFFERS, check_fit, safe_load, to_dtype
 from ..errors import CheckpointError
+from . import get_config, get_family
 from .config import ModelConfig
-from .registry import get_config, get_family
 
 
 @dataclass

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..artifacts import sha256
+from ..artifact import sha256
 from ..errors import ImageError, OptionError
 from ..models.config import PreprocessConfig
+from ..options import positive_int
 from ..preprocess import collect_images, no_usable_images, preprocess_usable
 
 DEFAULT_CALIB_SIZE = 300
@@ -49,9 +50,7 @@ def load_calibration(folder: str | Path, preprocess: PreprocessConfig,
                      progress: Callable[[str], None] | None = None) -> Calibration:
     say = progress or (lambda _m: None)
     root = Path(folder)
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= MAX_CALIB_SIZE:
-        raise OptionError(f"--calib-size {size} is out of range; use 1..{MAX_CALIB_SIZE} "
-                          f"(default {DEFAULT_CALIB_SIZE})")
+    positive_int(size, "--calib-size", 1, MAX_CALIB_SIZE, f" (default {DEFAULT_CALIB_SIZE})")
     if not root.is_dir():
         raise ImageError(f"calibration folder not found: {root} (pass --calib DIR: a folder of "
                          "training-style images)")

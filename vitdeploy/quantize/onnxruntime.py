@@ -31,9 +31,10 @@ from ..errors import CheckNotMet, ExportError, OptionError, first_line
 from ..quiet import quiet_stdout
 from ..runtimes.base import physical_cores
 from .calib import Calibration, EvalSet
+from .recipes import modes
 from .sensitivity_ort import Outcome, drop_points, fit_budget, rank_layers
 
-ORT_MODES = ("int8", "dynamic-int8")
+ORT_MODES = modes("onnx")
 STATIC_OPS = ("MatMul", "Gemm", "Conv")
 DYNAMIC_OPS = ("MatMul",)  # ORT has no dynamic int8 Gemm (IntegerOps registry): the head stays float
 PERCENTILE = 99.999

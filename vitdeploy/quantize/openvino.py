@@ -28,8 +28,9 @@ import numpy as np
 from ..errors import CheckNotMet, ExportError, OptionError, first_line
 from ..quiet import quiet_stdout
 from .calib import Calibration, EvalSet
+from .recipes import modes
 
-OV_MODES = ("int8",)
+OV_MODES = modes("openvino")
 
 # SmoothQuant alpha for MatMul: -1 turns SmoothQuant off (see the module docstring).
 SMOOTH_QUANT_ALPHA = -1.0

@@ -8,13 +8,13 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 
-from ..convert.options import TargetOptions, choice
 from ..errors import OptionError
-from .calib import DEFAULT_CALIB_SIZE, Calibration, EvalSet, load_calibration
+from ..options import TargetOptions, positive_int
+from .calib import DEFAULT_CALIB_SIZE, MAX_CALIB_SIZE, Calibration, EvalSet, load_calibration
+from .recipes import get_recipe, modes
 
 
 @dataclass(frozen=True)
@@ -24,9 +24,6 @@ class QuantizeOptions(TargetOptions):
     calib_size: int | None = None  # default DEFAULT_CALIB_SIZE
     max_drop: float | None = None  # accuracy budget, top-1 points, measured on eval_data
     eval_data: Path | None = None  # labelled images: folder or PaddleClas list file
-
-    QUANTIZE_MODES: ClassVar[tuple[str, ...]] = ()
-    CALIBRATED: ClassVar[tuple[str, ...]] = ("int8",)  # modes that need --calib
 
     def __post_init__(self) -> None:
         for name in ("calib", "eval_data"):
@@ -39,20 +36,18 @@ class QuantizeOptions(TargetOptions):
                      if getattr(self, n) is not None]
             if extra:
                 raise OptionError(f"--{extra[0].replace('_', '-')} goes with --quantize; --to {target} "
-                                  f"offers --quantize {', '.join(self.QUANTIZE_MODES)}")
+                                  f"offers --quantize {', '.join(modes(target))}")
             return
-        choice(target, "quantize", self.quantize, self.QUANTIZE_MODES)
+        recipe = get_recipe(target, self.quantize)
         if getattr(self, "precision", "fp32") != "fp32":
             raise OptionError("--quantize and --precision fp16 exclude each other; pick one")
-        if self.quantize in self.CALIBRATED and self.calib is None:
+        if recipe.calibrated and self.calib is None:
             raise OptionError(f"--quantize {self.quantize} calibrates activations: pass --calib DIR "
                               "(a folder of training-style images, not your evaluation data)")
-        if self.quantize not in self.CALIBRATED and (self.calib or self.calib_size):
+        if not recipe.calibrated and (self.calib or self.calib_size):
             raise OptionError(f"--quantize {self.quantize} needs no calibration; drop --calib")
-        if self.calib_size is not None and (isinstance(self.calib_size, bool)
-                                            or not isinstance(self.calib_size, int)
-                                            or self.calib_size < 1):
-            raise OptionError(f"--calib-size {self.calib_size} must be a positive integer")
+        if self.calib_size is not None:
+            positive_int(self.calib_size, "--calib-size", 1, MAX_CALIB_SIZE)
         if self.max_drop is not None:
             if not isinstance(self.max_drop, (int, float)) or not math.isfinite(self.max_drop) \
                     or not 0 <= self.max_drop <= 100:
@@ -71,7 +66,7 @@ def prepare(options: QuantizeOptions, source, progress: Callable[[str], None]
                                  eval_data=options.eval_data, progress=progress)
     eval_set = None
     if options.eval_data is not None:
-        from ..evaluate import labelled_data
+        from ..check.evaluate import labelled_data
         from ..preprocess import preprocess_batch
 
         pairs = labelled_data(options.eval_data, source.info.labels)
@@ -81,8 +76,10 @@ def prepare(options: QuantizeOptions, source, progress: Callable[[str], None]
     return calib, eval_set
 
 
-def run_recipe(recipe: Callable[..., dict], fp32_model: Path, dest: Path, options: QuantizeOptions,
+def run_recipe(target: str, fp32_model: Path, dest: Path, options: QuantizeOptions,
                source, progress: Callable[[str], None]) -> dict:
+    """The recipe ``--to target --quantize MODE`` names (recipes.RECIPES), on prepared data."""
+    recipe = get_recipe(target, str(options.quantize)).load()
     calib, eval_set = prepare(options, source, progress)
     return recipe(fp32_model, dest, options.quantize, calib, eval_set=eval_set,
                   max_drop=options.max_drop, progress=progress)

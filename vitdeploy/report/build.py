@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from urllib.parse import quote
 
+from ..check.results import KINDS
 from ..errors import OptionError, OutputExistsError, VitdeployError
-from ..results import KINDS
 from .collect import Run, collect
 from .document import Document
 from .plots import plots_section
@@ -61,7 +61,7 @@ def output_paths(run_dir: str | Path, out: str | Path | None, force: bool) -> tu
 
 
 def make_document(run: Run) -> Document:
-    from .. import __version__
+    from ..about import __version__
 
     sections = [artifacts_section(run), parity_section(run), eval_section(run),
                 bench_section(run), plots_section(run)]

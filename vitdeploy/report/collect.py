@@ -4,15 +4,13 @@ result files ``--save`` wrote. Read only; nothing is verified or run."""
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..errors import ArtifactError, VitdeployError, first_line
-from ..results import KINDS, ResultError, is_result, parse_result, read_bytes, read_json_bytes
-
-MANIFEST = "manifest.json"
+from ..artifact import MANIFEST, read_manifest
+from ..check.results import KINDS, ResultError, is_result, parse_result, read_bytes, read_json_bytes
+from ..errors import VitdeployError
 
 
 class ReportError(VitdeployError):
@@ -47,18 +45,6 @@ def _size(directory: Path) -> int:
     return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
 
 
-def _manifest(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ArtifactError(f"cannot read {path}: {e.strerror}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ArtifactError(f"{path} is not valid JSON ({first_line(e)})") from None
-    if not isinstance(data, dict):
-        raise ArtifactError(f"{path} is not a JSON object")
-    return data
-
-
 def _result(path: Path) -> ResultFile | None:
     """A saved result, None for another JSON file; a corrupt one is an error naming it."""
     raw = read_bytes(path)
@@ -87,7 +73,7 @@ def collect(run_dir: str | Path) -> Run:
         if p.name.startswith("."):
             continue
         if p.is_dir() and (p / MANIFEST).is_file():
-            run.artifacts.append(Artifact(p.name, p, _manifest(p / MANIFEST), _size(p)))
+            run.artifacts.append(Artifact(p.name, p, read_manifest(p), _size(p)))
         elif p.is_file() and p.suffix.lower() == ".json":
             res = _result(p)
             if res is None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..artifact import artifact_kind
 from ..errors import RuntimeUnavailableError
 from .base import Runtime, physical_cores
 from .lite import LiteRuntime
@@ -30,12 +31,14 @@ def get_runtime(name: str) -> type[Runtime]:
 
 
 def detect_runtime(directory: Path) -> tuple[type[Runtime], Path] | None:
-    """The first runtime (registry order) that finds a model file in ``directory``: an ONNX
-    file runs on ONNX Runtime, an IR (model.xml) on OpenVINO, unless a runtime is named."""
+    """The runtime of the directory's kind (``artifact.artifact_kind``: an ONNX file runs on ONNX
+    Runtime, an IR on OpenVINO, a .nb on Lite), unless a runtime is named; None when it holds no
+    model file that runtime can load here."""
+    kind = artifact_kind(directory)
     for cls in RUNTIMES.values():
-        path = cls.find_model(directory)
-        if path is not None:
-            return cls, path
+        if cls.kind == kind:
+            path = cls.find_model(directory)
+            return (cls, path) if path is not None else None
     return None
 
 

@@ -11,6 +11,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from ..errors import SettingError
+from ..precision import check_requested
 from ..resources import check_threads, physical_cores
 
 __all__ = ["Runtime", "physical_cores"]
@@ -20,6 +22,7 @@ class Runtime(ABC):
     """Load a model file once, then ``predict`` NCHW float32 batches -> [N, classes] float32."""
 
     name: str = ""
+    kind: str = ""  # the artifact kind whose model file it loads by default (artifact.KINDS)
     formats: str = ""  # the model files it reads, for error messages
     compute_precision: str = "fp32"  # what the runtime really computed in (set by load)
     precision_choices: tuple[str, ...] = ()  # compute precisions a caller may ask for
@@ -35,29 +38,21 @@ class Runtime(ABC):
         self.model_path = Path(model_path)
         self.threads = check_threads(threads) or physical_cores()
         self.settings = self.check_settings(settings or {})
-        if precision is not None and precision not in self.precision_choices:
-            from ..errors import RuntimeUnavailableError
-
-            choices = ", ".join(self.precision_choices) or "none: it runs the model file as it is"
-            raise RuntimeUnavailableError(
-                f"runtime {self.name!r} cannot be asked for precision {precision!r} (choices: {choices})"
-            )
+        check_requested(self.name, precision, self.precision_choices)
         self.requested_precision = precision
         self.notes: list[str] = []  # e.g. "this CPU has no bf16; computed in fp32"
 
     @classmethod
     def check_settings(cls, overrides: Mapping[str, object]) -> dict[str, object]:
         """The defaults with ``overrides`` applied; an unknown key or value is an error."""
-        from ..errors import RuntimeUnavailableError
-
         for key, value in overrides.items():
             if key not in cls.setting_choices:
                 known = ", ".join(cls.setting_choices) or "none"
-                raise RuntimeUnavailableError(
+                raise SettingError(
                     f"runtime {cls.name!r} has no setting {key!r}; its settings: {known}")
             choices = cls.setting_choices[key]
             if value not in choices or isinstance(value, bool) != isinstance(choices[0], bool):
-                raise RuntimeUnavailableError(
+                raise SettingError(
                     f"setting {key}={value!r} for runtime {cls.name!r}: choose one of "
                     f"{', '.join(map(str, choices))}")
         return {**cls.default_settings, **overrides}

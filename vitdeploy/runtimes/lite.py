@@ -15,30 +15,30 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import NB, NB_TWIN, read_manifest
 from ..errors import ArtifactError
 from .base import Runtime
 
-TWIN = "model.x86.nb"
-
 
 def _lite_manifest(directory: Path) -> dict:
-    try:
-        return json.loads((directory / "manifest.json").read_text()).get("lite", {})
-    except (OSError, json.JSONDecodeError):
-        return {}
+    """The manifest's ``lite`` section (arch, x86 twin), read as hints: verification is the
+    caller's (Predictor verifies before loading)."""
+    lite = read_manifest(directory, strict=False).get("lite")
+    return lite if isinstance(lite, dict) else {}
 
 
 class LiteRuntime(Runtime):
     name = "lite"
+    kind = "lite"  # the artifact kind it runs (artifact.artifact_kind)
     formats = "a Paddle Lite .nb (x86, or an ARM model with its x86 twin)"
 
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
         info = _lite_manifest(directory)
         if info.get("arch", "x86") != "x86":
-            twin = directory / (info.get("x86_twin") or TWIN)
+            twin = directory / (info.get("x86_twin") or NB_TWIN)
             return twin if twin.is_file() else None
-        nb = directory / "model.nb"
+        nb = directory / NB
         return nb if nb.is_file() else None
 
     @classmethod

@@ -10,23 +10,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import find_onnx
 from ..errors import ArtifactError, RuntimeUnavailableError, first_line
 from ..resources import exact_int8_kernels, int8_mode, int8_note
 from .base import Runtime
-
-
-def find_onnx(directory: Path) -> Path | None:
-    if (directory / "model.onnx").is_file():
-        return directory / "model.onnx"
-    found = sorted(directory.glob("*.onnx"))
-    return found[0] if len(found) == 1 else None
-
 
 _LEVELS = ("disable", "basic", "extended", "all")
 
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
+    kind = "onnx"  # the artifact kind it runs (artifact.artifact_kind)
     formats = "an .onnx file"
     default_settings = {"graph_optimization": "all", "mem_arena": True, "mem_pattern": True,
                         "spinning": True, "library": False, "int8": "auto"}

@@ -11,16 +11,17 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import find_ir, find_onnx
 from ..errors import ArtifactError, RuntimeUnavailableError, first_line
 from ..resources import exact_int8_kernels, int8_mode, int8_note
 from .base import Runtime
-from .onnxruntime import find_onnx
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
 class OpenVinoRuntime(Runtime):
     name = "openvino"
+    kind = "openvino"  # the artifact kind it runs (artifact.artifact_kind)
     formats = "model.xml (+ model.bin) or an .onnx file"
     precision_choices = tuple(_HINTS)
     default_settings = {"hint": "LATENCY", "streams": "auto", "int8": "auto"}
@@ -29,20 +30,14 @@ class OpenVinoRuntime(Runtime):
 
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
-        if (directory / "model.xml").is_file():
-            return directory / "model.xml"
-        return find_onnx(directory)
+        return find_ir(directory) or find_onnx(directory)
 
     def load(self) -> None:
         try:
             import openvino as ov
         except ImportError:
             raise RuntimeUnavailableError("openvino is not installed: pip install openvino") from None
-        want = self.requested_precision or "fp32"
-        if want not in _HINTS:
-            raise RuntimeUnavailableError(
-                f"OpenVINO precision {want!r} is not supported; use one of {', '.join(_HINTS)}"
-            )
+        want = self.requested_precision or "fp32"  # one of _HINTS: Runtime.__init__ checked
         core = ov.Core()
         caps = capabilities(core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
         hint = _HINTS[want] if _CAPABILITY.get(want, "FP32") in caps else "f32"

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..artifact import find_paddle_program
 from ..errors import ArtifactError
 from ..quiet import quiet_stdout
 from .base import Runtime
@@ -13,6 +14,7 @@ from .base import Runtime
 
 class PaddleRuntime(Runtime):
     name = "paddle"
+    kind = "paddle"  # the artifact kind it runs (artifact.artifact_kind)
     formats = "inference.json or inference.pdmodel, with inference.pdiparams"
     # Paddle 3's CPU defaults already run oneDNN kernels with IR optimisation (measured against
     # both off: docs/benchmarks.md). Not offered: enable_memory_optim, which cannot build a
@@ -22,10 +24,7 @@ class PaddleRuntime(Runtime):
 
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
-        for prog in ("inference.json", "inference.pdmodel"):
-            if (directory / prog).is_file():
-                return directory / prog
-        return None
+        return find_paddle_program(directory)
 
     def load(self) -> None:
         from paddle import inference

@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 
-from .. import __version__
+from ..about import __version__
 from .config import ServeOptions
 from .protocol import EXTENSIONS, HEADER_LENGTH, ProtocolError
 from .repository import Repository

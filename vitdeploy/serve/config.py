@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import OptionError
+from ..options import positive_int
 from ..resources import check_threads
 
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")  # safe in a URL path segment
@@ -51,9 +52,7 @@ class ServeOptions:
 
 
 def check_port(port: int) -> int:
-    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
-        raise OptionError(f"--port {port} is out of range; use 1..65535 (0: any free port)")
-    return port
+    return positive_int(port, "--port", 0, 65535, " (0: any free port)")
 
 
 def _seconds(value: float, flag: str) -> float:
@@ -68,10 +67,7 @@ def serve_options(max_batch_size: int = 8, max_queue_delay_ms: float = 2.0,
                   max_image_pixels: int | None = None, header_timeout_s: float = 15.0,
                   body_timeout_s: float = 30.0, max_connections: int = 512) -> ServeOptions:
     """The batching and limit options, each in range, or one line naming the one that is not."""
-    if isinstance(max_batch_size, bool) or not isinstance(max_batch_size, int) \
-            or not 1 <= max_batch_size <= MAX_BATCH:
-        raise OptionError(f"--max-batch-size {max_batch_size} is out of range; use 1..{MAX_BATCH} "
-                          "(1: no dynamic batching)")
+    positive_int(max_batch_size, "--max-batch-size", 1, MAX_BATCH, " (1: no dynamic batching)")
     delay = float(max_queue_delay_ms)
     if not math.isfinite(delay) or not 0 <= delay <= MAX_DELAY_MS:
         raise OptionError(f"--max-queue-delay-ms {max_queue_delay_ms} is out of range; use a "
@@ -80,12 +76,9 @@ def serve_options(max_batch_size: int = 8, max_queue_delay_ms: float = 2.0,
     if not math.isfinite(mb) or not 0 < mb <= 4096:
         raise OptionError(f"--max-request-mb {max_request_mb} is out of range; use a number in "
                           "(0, 4096]")
-    if max_image_pixels is not None and max_image_pixels < 1:
-        raise OptionError(f"--max-image-pixels {max_image_pixels} must be a positive integer")
-    if isinstance(max_connections, bool) or not isinstance(max_connections, int) \
-            or not 1 <= max_connections <= MAX_CONNECTIONS:
-        raise OptionError(f"--max-connections {max_connections} is out of range; use "
-                          f"1..{MAX_CONNECTIONS}")
+    if max_image_pixels is not None:
+        positive_int(max_image_pixels, "--max-image-pixels")
+    positive_int(max_connections, "--max-connections", 1, MAX_CONNECTIONS)
     return ServeOptions(max_batch_size, delay, int(mb * 2**20), max_image_pixels,
                         header_timeout_s=_seconds(header_timeout_s, "--header-timeout"),
                         body_timeout_s=_seconds(body_timeout_s, "--body-timeout"),

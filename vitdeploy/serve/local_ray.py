@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import VitdeployError
+from ..resources import child_env
 
 START_TIMEOUT_S = 180.0  # Ray's first start on a cold 2-core machine takes ~10 s
 STOP_TIMEOUT_S = 5.0  # the helper's own ray.shutdown(), before the session is killed
@@ -79,9 +80,7 @@ class LocalRay:
         self._log = tempfile.NamedTemporaryFile("w+", prefix="vitdeploy-ray-", suffix=".log")
 
     def start(self, timeout: float = START_TIMEOUT_S) -> str:
-        env = {**os.environ}
-        root = str(Path(__file__).resolve().parents[2])  # this vitdeploy, not another install
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+        env = child_env()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vitdeploy.serve.local_ray", json.dumps(self.init_kwargs)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,

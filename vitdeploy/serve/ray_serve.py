@@ -16,12 +16,12 @@ import secrets
 import signal
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 from ..errors import OptionError, VitdeployError, first_line
+from ..resources import child_env
 from .config import ModelSpec, ServeOptions
-from .server import Started, bind
+from .listen import Started, bind
 
 log = logging.getLogger("vitdeploy.serve")
 APP_NAME = "vitdeploy"
@@ -154,9 +154,7 @@ def serve_on_ray(specs: list[ModelSpec], options: ServeOptions, *, host: str, po
         threads = max(1, physical_cores() // replicas)
         specs = [dataclasses.replace(s, threads=s.threads or threads) for s in specs]
         # the replicas import this very vitdeploy (a worktree or checkout), not another install
-        root = str(Path(__file__).resolve().parents[2])
-        os.environ["PYTHONPATH"] = os.pathsep.join(
-            p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home
     cpus = max(s.threads or 1 for s in specs)
     cluster = LocalRay(_init_kwargs(replicas, cpus)) if local else None

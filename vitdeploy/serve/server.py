@@ -7,66 +7,26 @@ server then runs until SIGINT or SIGTERM, lets in-flight requests finish and ret
 from __future__ import annotations
 
 import dataclasses
-import errno
 import logging
 import signal
 import socket
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import OptionError, VitdeployError
+from ..options import positive_int
 from .config import ModelSpec, ServeOptions, check_port
+from .listen import Started, bind, url_of
 
 log = logging.getLogger("vitdeploy.serve")
-
-
-@dataclass
-class Started:
-    """Where the server listens, for the caller to announce (``on_ready``)."""
-
-    url: str
-    models: list[str]
-    replicas: int = 1
-    ray_address: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def bind(host: str, port: int) -> socket.socket:
-    """A socket bound to (host, port), not yet listening: a port in use is found before any model
-    loads, and port 0 picks a free one."""
-    check_port(port)
-    try:
-        family, kind, proto, _, addr = socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
-    except socket.gaierror as e:
-        raise OptionError(f"--host {host!r} cannot be resolved: {e.strerror}") from None
-    sock = socket.socket(family, kind, proto)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT only, never a listener
-    try:
-        sock.bind(addr)
-    except OSError as e:
-        sock.close()
-        if e.errno == errno.EADDRINUSE:
-            raise VitdeployError(f"port {port} on {host} is already in use; stop what listens there "
-                                 "or choose another --port") from None
-        if e.errno == errno.EACCES:
-            raise VitdeployError(f"no permission to listen on {host}:{port} (ports below 1024 need "
-                                 "root); choose another --port") from None
-        raise VitdeployError(f"cannot listen on {host}:{port}: {e.strerror}") from None
-    return sock
-
-
-def url_of(sock: socket.socket) -> str:
-    host, port = sock.getsockname()[:2]
-    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def preflight(specs: Sequence[ModelSpec], max_batch_size: int = 1) -> None:
     """What loading would refuse, checked without loading (for Ray: before any replica starts):
     manifests, inference.yml, a runtime that can read each artifact, and memory for a full
     batch of each model."""
-    from ..artifacts import read_artifact_info, verify_artifact
+    from ..artifact import read_artifact_info, verify_artifact
+    from ..precision import check_requested
     from ..predictor import resolve_runtime
     from ..resources import check_batch_memory
     from ..runtimes import get_runtime
@@ -79,10 +39,7 @@ def preflight(specs: Sequence[ModelSpec], max_batch_size: int = 1) -> None:
         info = read_artifact_info(spec.directory, model=spec.model)
         check_batch_memory(max_batch_size, info.preprocess.crop_size, "--max-batch-size")
         cls, _path = resolve_runtime(info.directory, spec.runtime)
-        if spec.precision is not None and spec.precision not in cls.precision_choices:
-            choices = ", ".join(cls.precision_choices) or "none: it runs the model file as it is"
-            raise OptionError(f"runtime {cls.name!r} cannot be asked for precision "
-                              f"{spec.precision!r} (choices: {choices})")
+        check_requested(cls.name, spec.precision, cls.precision_choices)
 
 
 def serve(specs: Sequence[ModelSpec], options: ServeOptions, *, host: str = "127.0.0.1",
@@ -91,8 +48,7 @@ def serve(specs: Sequence[ModelSpec], options: ServeOptions, *, host: str = "127
     """Serve ``specs`` until SIGINT/SIGTERM. ``on_ready`` is called once the server answers;
     ``log_level`` is that of the Ray replicas' logs (this process's logging is the caller's)."""
     check_port(port)
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
-        raise OptionError(f"--replicas {replicas} must be a positive integer")
+    positive_int(replicas, "--replicas")
     if not specs:
         raise OptionError("no artifact to serve")
     # manifests hashed and runtimes resolved once, before anything starts
