@@ -30,6 +30,7 @@ demo: sysdeps lite-env
 # The full suite (CI runs this; ~35 min on 2 cores).
 test: sysdeps lite-env
 	$(VENV)/bin/ruff check vitdeploy tests samples scripts benchmarks
+	$(PY) scripts/check_layers.py
 	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh; fi
 	$(PY) -m pytest -q
 
@@ -37,6 +38,7 @@ test: sysdeps lite-env
 # export; no conversions (tests marked slow, or using a conversion fixture: tests/conftest.py).
 check: lite-env
 	$(VENV)/bin/ruff check vitdeploy tests samples scripts benchmarks
+	$(PY) scripts/check_layers.py
 	$(PY) -m pytest -q -m "not slow" --durations=5
 
 # The fast tier run as another machine would look: a 60-character CPU name and no AVX-512, VNNI or
@@ -51,6 +53,7 @@ check-other: lite-env
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vitdeploy tests samples scripts benchmarks
+	$(PY) scripts/check_layers.py
 	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh; fi
 
 # Retrain the bundled sample (deterministic; a few minutes on 2 cores).

@@ -299,3 +299,12 @@ def collect_images(paths: Iterable[str | Path]) -> list[Path]:
         else:
             raise ImageError(f"image not found: {p}")
     return out
+
+
+def spread_evenly(n: int, count: int) -> list[int]:
+    """Indices of ``count`` of ``n`` sorted items, spread evenly and deterministically (every
+    class of a per-class folder gets a say): all of them when ``count >= n``. The one picker of
+    calibration images, sensitivity subsets and bundle self-check images."""
+    if count >= n:
+        return list(range(n))
+    return list(dict.fromkeys(i * n // count for i in range(count)))

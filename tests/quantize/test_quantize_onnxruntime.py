@@ -12,7 +12,7 @@ import onnxruntime as ort
 import pytest
 from quantize_helpers import assert_keeps_top1, boundary_set, digest, sample_data
 
-from vitdeploy.errors import CheckNotMet, ExportError, OptionError
+from vitdeploy.errors import CheckNotMet, OptionError, QuantizeError
 from vitdeploy.quantize.calib import Calibration, EvalSet
 from vitdeploy.quantize.onnxruntime import ORT_MODES, quantize_onnx
 
@@ -138,10 +138,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, data):
         quantize_onnx(src, tmp_path / "q.onnx", "int8")
     with pytest.raises(OptionError, match="--eval-data"):
         quantize_onnx(src, tmp_path / "q.onnx", "int8", calib, max_drop=0.5)
-    with pytest.raises(ExportError, match="not found"):
+    with pytest.raises(QuantizeError, match="not found"):
         quantize_onnx(src, tmp_path / "q.onnx", "dynamic-int8")
     src.write_bytes(b"not an onnx model")
-    with pytest.raises(ExportError) as err:
+    with pytest.raises(QuantizeError) as err:
         quantize_onnx(src, tmp_path / "q.onnx", "dynamic-int8")
     assert "\n" not in str(err.value)
 

@@ -12,7 +12,7 @@ import openvino as ov
 import pytest
 from quantize_helpers import assert_keeps_top1, boundary_set, digest, sample_data
 
-from vitdeploy.errors import CheckNotMet, ExportError, OptionError
+from vitdeploy.errors import CheckNotMet, OptionError, QuantizeError
 from vitdeploy.quantize.calib import Calibration, EvalSet
 from vitdeploy.quantize.openvino import OV_MODES, quantize_ir, quantized_layers
 from vitdeploy.runtimes.openvino import OpenVinoRuntime
@@ -123,10 +123,10 @@ def test_bad_inputs_are_one_line_errors(tmp_path, data, sample_openvino):
         quantize_ir(src, tmp_path / "q.xml", "int8", calib, max_drop=0.5)
     with pytest.raises(OptionError, match="--max-drop"):
         quantize_ir(src, tmp_path / "q.xml", "int8", calib, eval_set=eval_set, max_drop=-1)
-    with pytest.raises(ExportError, match="not found"):
+    with pytest.raises(QuantizeError, match="not found"):
         quantize_ir(src, tmp_path / "q.xml", "int8", calib)
     src.write_text("<net>not an IR")
-    with pytest.raises(ExportError) as err:
+    with pytest.raises(QuantizeError) as err:
         quantize_ir(src, tmp_path / "q.xml", "int8", calib)
     assert "\n" not in str(err.value)
 

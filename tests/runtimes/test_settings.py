@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vitdeploy import Predictor
-from vitdeploy.errors import RuntimeUnavailableError
+from vitdeploy.errors import SettingError
 from vitdeploy.runtimes import RUNTIMES
 
 
@@ -27,7 +27,7 @@ def test_defaults_are_valid_choices():
     ("lite", {"power_mode": "high"}, ["no setting 'power_mode'", "none"]),
 ])
 def test_bad_settings_are_refused(runtime, overrides, needles):
-    with pytest.raises(RuntimeUnavailableError) as e:
+    with pytest.raises(SettingError) as e:
         RUNTIMES[runtime].check_settings(overrides)
     for needle in needles:
         assert needle in str(e.value)

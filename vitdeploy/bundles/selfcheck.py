@@ -10,7 +10,7 @@ import numpy as np
 
 from ..errors import ImageError
 from ..models.config import PreprocessConfig
-from ..preprocess import collect_images, no_usable_images, preprocess_image
+from ..preprocess import collect_images, no_usable_images, preprocess_image, spread_evenly
 
 # What the demo's OpenCV (cv::imread) decodes; Pillow-only formats (GIF) would fail on the device.
 OPENCV_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
@@ -36,7 +36,7 @@ def pick_images(images: str | Path, count: int, pre: PreprocessConfig
     kept: list[Path] = []
     skipped: list[tuple[str, str]] = []
     found = collect_images([images])
-    spread = list(dict.fromkeys(i * len(found) // count for i in range(count)))
+    spread = spread_evenly(len(found), count)
     for p in [found[i] for i in spread] + [f for i, f in enumerate(found) if i not in set(spread)]:
         if len(kept) == count:
             break
@@ -95,7 +95,7 @@ def synthetic_images(out_dir: Path, count: int, pre: PreprocessConfig) -> list[P
 def compute_reference(directory: Path, paths: list[Path], runtime: str
                       ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
     """(inputs, outputs, what computed them): vitdeploy's preprocessing, then the reference
-    runtime at batch 1, through vitdeploy.reference (as 'vitdeploy reference' computes them).
+    runtime at batch 1, through vitdeploy.check.reference (as 'vitdeploy reference' computes them).
     The caller has verified what it runs (the source artifact, or the export's model files)."""
     from ..check.reference import compute_reference as reference
     from ..precision import judged

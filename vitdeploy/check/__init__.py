@@ -7,15 +7,16 @@ knows a runtime.
 - ``evaluate``: top-1 / top-5 on labelled images
 - ``results``: the JSON results ``--save`` writes and ``vitdeploy report`` reads back, validated
 
-Tolerances and the judged precision are ``vitdeploy.precision``'s."""
+Tolerances and the judged precision are ``vitdeploy.precision``'s. (``evaluate.evaluate``, one
+predictor on one folder, is not re-exported here: the name is its module's.)"""
 
 from __future__ import annotations
 
-from .evaluate import EvalRow, evaluate, evaluate_many, labelled_data
+from .evaluate import EvalRow, evaluate_many, labelled_data
 from .parity import ParityReport, ParityRow, compare, run_parity
 from .reference import Reference, compute_reference, load_reference, save_reference
 from .results import load_result, save_result
 
 __all__ = ["EvalRow", "ParityReport", "ParityRow", "Reference", "compare", "compute_reference",
-           "evaluate", "evaluate_many", "labelled_data", "load_reference", "load_result",
+           "evaluate_many", "labelled_data", "load_reference", "load_result",
            "run_parity", "save_reference", "save_result"]

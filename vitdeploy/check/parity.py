@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import ArtifactError, VitdeployError
 from ..options import batch_sizes as check_batch_sizes
 from ..options import positive_int
-from ..precision import Tolerance, batch_dependent, tolerance_for, validate_overrides
+from ..precision import Tolerance, tolerance_for, validate_overrides
 from ..predictor import Predictor, settings_for
 from ..preprocess import check_policy, collect_images, no_usable_images, preprocess_usable, skipped_records
 from ..resources import batch_bytes, check_memory, inference_bytes
@@ -186,7 +186,7 @@ def _compare_artifact(pred: Predictor, art: str, x: np.ndarray, expected: np.nda
     stored, computed = rt.artifact_precision, rt.compute_precision
     judged, tol = tolerance_for(stored, computed, overrides)
     notes = list(rt.notes)
-    if batch_dependent(rt.model_path) and "max_batch_diff" not in overrides:
+    if rt.batch_dependent(rt.model_path) and "max_batch_diff" not in overrides:
         tol = replace(tol, max_batch_diff=None)
         notes.append("dynamic int8: activation scales follow each batch, so outputs vary with "
                      "batch size; batch consistency not judged")

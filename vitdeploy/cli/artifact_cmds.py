@@ -16,7 +16,7 @@ from .base import AsJson, NoVerify, app, err, handle_errors, out, print_json, sa
 
 @app.command()
 @handle_errors
-def models(as_json: bool = typer.Option(False, "--json", help="Print JSON for scripts and CI."),
+def models(as_json: AsJson = False,
            all_models: bool = typer.Option(False, "--all", help="Include our own sample models.")):
     """List the supported architectures with params, FLOPs and input size."""
     from ..zoo import model_table
@@ -63,11 +63,31 @@ def export(
         say(f"  {name}")
 
 
+def _targets() -> str:
+    from ..convert import TARGETS
+
+    return ", ".join(TARGETS)
+
+
+def _arches() -> str:
+    from ..convert.lite import ARCHES
+
+    return ", ".join(ARCHES)
+
+
+def _recipes() -> str:
+    from ..convert import TARGETS
+    from ..quantize.recipes import modes
+
+    return "; ".join(f"{t}: {', '.join(modes(t))}" for t in TARGETS if modes(t)) + \
+        " (int8 for onnx/openvino calibrates: --calib; lite quantizes weights only)"
+
+
 @app.command()
 @handle_errors
 def convert(
     src: Path = typer.Argument(..., help="Export directory (vitdeploy's or PaddleClas's)."),
-    to: str = typer.Option(..., "--to", help="Target: onnx, openvino or lite."),
+    to: str = typer.Option(..., "--to", help=f"Target: {_targets()}."),
     out_dir: Path = typer.Option(..., "--out", "-o", help="Output directory."),
     opset: Optional[int] = typer.Option(None, "--opset", help="onnx/openvino: ONNX opset (default 17)."),
     precision: Optional[str] = typer.Option(
@@ -77,11 +97,8 @@ def convert(
         None, "--model", help="Architecture whose preprocessing to record, for a PaddleClas "
         "directory without inference.yml."),
     labels: Optional[Path] = typer.Option(None, "--labels", help="Labels file (with --model)."),
-    arch: Optional[str] = typer.Option(None, "--arch",
-                                       help="Lite: arm8 (default), armv7, x86 or opencl."),
-    quantize: Optional[str] = typer.Option(
-        None, "--quantize", help="onnx: int8 (static, calibrated) or dynamic-int8; openvino: int8 "
-        "(NNCF); lite: weight-only int8 or int16."),
+    arch: Optional[str] = typer.Option(None, "--arch", help=f"Lite: {_arches()} (default arm8)."),
+    quantize: Optional[str] = typer.Option(None, "--quantize", help=f"{_recipes()}."),
     calib: Optional[Path] = typer.Option(
         None, "--calib", help="onnx/openvino --quantize int8: calibration images (training-style, "
         "never the evaluation data)."),
@@ -128,7 +145,7 @@ app.add_typer(lite_app, name="lite")
 @lite_app.command("setup")
 @handle_errors
 def lite_setup(force: bool = typer.Option(False, "--force", help="Recreate the environment."),
-               as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+               as_json: AsJson = False):
     """Create (or check) the Lite environment; idempotent."""
     from ..lite import env as lite_env
 
@@ -142,7 +159,7 @@ def lite_setup(force: bool = typer.Option(False, "--force", help="Recreate the e
 
 @app.command()
 @handle_errors
-def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+def doctor(as_json: AsJson = False):
     """Report every runtime and the Lite toolchain with versions and what is missing."""
     from ..doctor import diagnose
 
@@ -162,7 +179,7 @@ def doctor(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
 @handle_errors
 def inspect(model: Path = typer.Argument(..., help="A Paddle Lite .nb file."),
             arch: str = typer.Option("arm8", "--arch", help="Target to check placement for."),
-            as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+            as_json: AsJson = False):
     """Read a Paddle Lite .nb: opt version, ops, kernel places, weight precision."""
     from ..lite.naive_buffer import TARGET_PLACES, read_nb
 

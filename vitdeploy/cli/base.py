@@ -118,8 +118,33 @@ def main(version: Optional[bool] = typer.Option(None, "--version", callback=_ver
     pass
 
 
+# Help texts name what the registries hold (runtimes, precisions): a runtime added there shows up
+# here without an edit.
+def _runtimes() -> str:
+    from ..runtimes import RUNTIMES
+
+    return ", ".join(RUNTIMES)
+
+
+def _precisions() -> str:
+    from ..runtimes import RUNTIMES
+
+    return "; ".join(f"{c.name}: {', '.join(c.precision_choices)}" for c in RUNTIMES.values()
+                     if c.precision_choices) or "none"
+
+
 # Options several commands share, defined once.
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON for scripts and CI.")]
+RuntimeName = Annotated[Optional[str], typer.Option(
+    "--runtime", "-r", help=f"Runtime ({_runtimes()}); default: the artifact's own.")]
+RuntimeNames = Annotated[Optional[list[str]], typer.Option(
+    "--runtime", "-r", help=f"Runtime(s) to run each artifact on (repeatable: {_runtimes()}); "
+    "default: the artifact's own.")]
+Precision = Annotated[Optional[str], typer.Option(
+    "--precision", help=f"Compute precision, where a runtime offers a choice ({_precisions()}).")]
+Precisions = Annotated[Optional[list[str]], typer.Option(
+    "--precision", help=f"Compute precision(s) to measure where a runtime offers them (repeatable; "
+    f"{_precisions()}); other runtimes run their model file once.")]
 NoVerify = Annotated[bool, typer.Option(
     "--no-verify", help="Skip checking the artifact's files against its manifest.json sha256 digests.")]
 ModelName = Annotated[Optional[str], typer.Option(

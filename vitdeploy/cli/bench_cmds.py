@@ -14,6 +14,8 @@ from .base import (
     AsJson,
     BatchSizes,
     NoVerify,
+    Precisions,
+    RuntimeNames,
     SavePath,
     Settings,
     app,
@@ -34,9 +36,7 @@ if TYPE_CHECKING:
 @handle_errors
 def bench_cmd(
     artifacts: list[Path] = typer.Argument(..., help="Artifact directories to measure."),
-    runtime: Optional[list[str]] = typer.Option(
-        None, "--runtime", "-r", help="Runtime(s) to run each artifact on (repeatable); default: "
-        "the artifact's own."),
+    runtime: RuntimeNames = None,
     batch_sizes: BatchSizes = "1,4,8",
     warmup: int = typer.Option(3, "--warmup", help="Untimed runs per artifact and batch size."),
     repeat: Optional[int] = typer.Option(
@@ -47,9 +47,7 @@ def bench_cmd(
     threads: Optional[int] = typer.Option(
         None, "--threads", help="Threads for every runtime and the GEMM probe (default: physical "
         "cores)."),
-    precision: Optional[list[str]] = typer.Option(
-        None, "--precision", help="Compute precision(s) to measure where a runtime offers them "
-        "(repeatable; openvino: fp32, bf16, fp16); other runtimes run their model file once."),
+    precision: Precisions = None,
     setting: Settings = None,
     no_verify: NoVerify = False,
     save: SavePath = None,

@@ -36,13 +36,18 @@ def _progress() -> Iterator[Callable[[str], None] | None]:
         yield lambda message: bar.update(task, description=message)
 
 
+def _devices() -> str:
+    from ..bundles import DEVICES
+
+    return ", ".join(f"{d.name} ({d.device})" for d in DEVICES.values())
+
+
 @app.command()
 @handle_errors
 def package(
     artifact: Path = typer.Argument(..., help="An export directory, or a Paddle Lite artifact "
                                     "built for the target's arch."),
-    target: str = typer.Option(..., "--target", "-t", help="android-arm8, android-armv7, "
-                               "linux-arm64 or linux-x86."),
+    target: str = typer.Option(..., "--target", "-t", help=f"Device: {_devices()}."),
     out_zip: Path = typer.Option(..., "--out", "-o", help="The bundle to write (.zip)."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out."),
     images: Optional[Path] = typer.Option(

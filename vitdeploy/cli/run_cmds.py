@@ -17,6 +17,9 @@ from .base import (
     MaxPixels,
     ModelName,
     NoVerify,
+    Precision,
+    RuntimeName,
+    RuntimeNames,
     SavePath,
     Settings,
     Threads,
@@ -43,11 +46,9 @@ def predict(
     artifact: Path = typer.Argument(..., help="Artifact directory (from export or convert)."),
     images: list[Path] = typer.Argument(..., help="Image files or directories."),
     k: int = typer.Option(5, "--topk", "-k", min=1, help="Classes to show per image."),
-    runtime: Optional[str] = typer.Option(None, "--runtime", "-r",
-                                          help="Runtime (default: from the directory)."),
+    runtime: RuntimeName = None,
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per inference call."),
-    precision: Optional[str] = typer.Option(None, "--precision",
-                                            help="Compute precision (openvino: fp32, bf16, fp16)."),
+    precision: Precision = None,
     threads: Threads = None,
     setting: Settings = None,
     model: ModelName = None,
@@ -92,10 +93,8 @@ def reference(
     images: list[Path] = typer.Option(..., "--images", help="Images or folders (repeatable); "
                                       "folders are read recursively, sorted."),
     out_file: Path = typer.Option(..., "--out", help="Reference file to write (.npz)."),
-    runtime: Optional[str] = typer.Option(None, "--runtime", "-r",
-                                          help="Runtime (default: from the directory)."),
-    precision: Optional[str] = typer.Option(None, "--precision",
-                                            help="Compute precision (openvino: fp32, bf16, fp16)."),
+    runtime: RuntimeName = None,
+    precision: Precision = None,
     limit: Optional[int] = typer.Option(None, "--limit", min=1,
                                         help="Use only the first N images."),
     force: bool = typer.Option(False, "--force", help="Replace an existing --out file."),
@@ -144,12 +143,8 @@ def parity(
         None, "--images", help="Images or folders to use as inputs (repeatable); "
         "default: seeded random tensors."),
     batch_sizes: BatchSizes = "1,4,8",
-    runtime: Optional[list[str]] = typer.Option(
-        None, "--runtime", "-r", help="Runtime(s) to run each artifact on (repeatable); "
-        "default: the artifact's own."),
-    precision: Optional[str] = typer.Option(
-        None, "--precision", help="Compute precision where a runtime offers one (openvino: "
-        "fp32 default, bf16, fp16)."),
+    runtime: RuntimeNames = None,
+    precision: Precision = None,
     num_random: int = typer.Option(8, "--num-random", min=1, help="Random inputs without --images."),
     min_cosine: Optional[float] = typer.Option(None, "--min-cosine", help="Override the preset."),
     min_top1: Optional[float] = typer.Option(None, "--min-top1-agreement",
@@ -235,8 +230,7 @@ def eval_cmd(
     data: Optional[Path] = typer.Option(
         None, "--data", help="Labelled images: an ImageNet-style folder (one sub-folder per class, "
         "named by label or class id) or a PaddleClas list file ('path class_id' per line)."),
-    runtime: Optional[str] = typer.Option(
-        None, "--runtime", "-r", help="Runtime for every artifact (default: each one's own)."),
+    runtime: RuntimeName = None,
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Images per inference call."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1,
                                         help="Evaluate only the first N images."),

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 
-from .base import MaxPixels, ModelName, NoVerify, app, handle_errors, image_options
+from .base import (
+    MaxPixels,
+    ModelName,
+    NoVerify,
+    Precision,
+    RuntimeName,
+    app,
+    handle_errors,
+    image_options,
+)
 
 if TYPE_CHECKING:
     from ..serve.listen import Started
@@ -29,10 +38,8 @@ def _announce(started: Started) -> None:
 def serve(
     artifacts: list[str] = typer.Argument(
         ..., help="Artifact directories to serve, each under its folder's name; NAME=DIR names one."),
-    runtime: Optional[str] = typer.Option(None, "--runtime", "-r",
-                                          help="Runtime for every artifact (default: each one's own)."),
-    precision: Optional[str] = typer.Option(None, "--precision",
-                                            help="Compute precision (openvino: fp32, bf16, fp16)."),
+    runtime: RuntimeName = None,
+    precision: Precision = None,
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every "
                              "interface; mind that the server has no authentication)."),
     port: int = typer.Option(8000, "--port", help="TCP port (0: any free port, printed)."),

@@ -16,7 +16,7 @@ from ..about import versions
 from ..artifact import atomic_output_dir, check_output_dir, sha256, write_manifest
 from ..errors import OptionError
 from ..options import TargetOptions, build_options
-from ..precision import artifact_precision
+from ..runtimes import stored_precision
 from . import lite, onnx, openvino
 from .source import Source, resolve_source
 from .target import Target
@@ -97,7 +97,7 @@ def convert(src: str | Path, to: str, out: str | Path,
             "softmax": bool(source.manifest.get("softmax", False)),
             "input": source.manifest.get("input") or {"name": "x", "dtype": "float32"},
             "options": opts.to_dict(),
-            "precision": artifact_precision(tmp / details["model_file"]),
+            "precision": stored_precision(tmp / details["model_file"]),
             "conversion": details,
             **({"quantization": details["quantization"]} if "quantization" in details else {}),
             **target.manifest_section(details),

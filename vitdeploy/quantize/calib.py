@@ -14,7 +14,7 @@ from ..artifact import sha256
 from ..errors import ImageError, OptionError
 from ..models.config import PreprocessConfig
 from ..options import positive_int
-from ..preprocess import collect_images, no_usable_images, preprocess_usable
+from ..preprocess import collect_images, no_usable_images, preprocess_usable, spread_evenly
 
 DEFAULT_CALIB_SIZE = 300
 MAX_CALIB_SIZE = 100_000
@@ -39,10 +39,7 @@ def _overlaps(a: Path, b: Path) -> bool:
 def pick(paths: list[Path], size: int) -> list[Path]:
     """``size`` images spread evenly over the sorted list (folders are sorted by class, so every
     class is represented), deterministically."""
-    if len(paths) <= size:
-        return paths
-    idx = np.linspace(0, len(paths) - 1, size).round().astype(int)
-    return [paths[i] for i in np.unique(idx)]
+    return [paths[i] for i in spread_evenly(len(paths), size)]
 
 
 def load_calibration(folder: str | Path, preprocess: PreprocessConfig,

@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import CheckNotMet, ExportError, OptionError, first_line
+from ..errors import CheckNotMet, OptionError, QuantizeError, first_line
+from ..preprocess import spread_evenly
 from ..quiet import quiet_stdout
 from ..runtimes.base import physical_cores
 from .calib import Calibration, EvalSet
@@ -58,7 +59,7 @@ def _ort():
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ExportError("onnxruntime is not installed: pip install onnxruntime") from None
+        raise QuantizeError("onnxruntime is not installed: pip install onnxruntime") from None
     ort.set_default_logger_severity(3)  # sessions the quantization tools open too
     return ort
 
@@ -131,7 +132,7 @@ def _preprocess(src: Path, dest: Path) -> None:
         with _quiet():
             quant_pre_process(str(src), str(dest), skip_symbolic_shape=True)
     except Exception as e:
-        raise ExportError(f"ONNX Runtime's quantization pre-process failed on {src.name}: "
+        raise QuantizeError(f"ONNX Runtime's quantization pre-process failed on {src.name}: "
                           f"{first_line(e)}") from None
 
 
@@ -197,7 +198,7 @@ def _quantize_static(pre: Path, out: Path, calib: Calibration, exclude: list[str
                             weight_type=QuantType.QInt8, nodes_to_exclude=exclude,
                             calibrate_method=CalibrationMethod.Percentile, extra_options=extra, **kw)
     except Exception as e:
-        raise ExportError(f"ONNX Runtime static quantization failed: {first_line(e)}") from None
+        raise QuantizeError(f"ONNX Runtime static quantization failed: {first_line(e)}") from None
     return out
 
 
@@ -210,7 +211,7 @@ def _quantize_dynamic(pre: Path, out: Path) -> Path:
                              per_channel=False, weight_type=QuantType.QInt8,
                              extra_options={"MatMulConstBOnly": True})
     except Exception as e:
-        raise ExportError(f"ONNX Runtime dynamic quantization failed: {first_line(e)}") from None
+        raise QuantizeError(f"ONNX Runtime dynamic quantization failed: {first_line(e)}") from None
     return out
 
 
@@ -229,7 +230,7 @@ def _check(src: Path, mode: str, calib: Calibration | None, eval_set: EvalSet | 
         if eval_set is None or len(eval_set.x) == 0:
             raise OptionError("--max-drop is measured on labelled images: pass --eval-data DIR")
     if not Path(src).is_file():
-        raise ExportError(f"fp32 ONNX model not found: {src}")
+        raise QuantizeError(f"fp32 ONNX model not found: {src}")
 
 
 def quantize_onnx(src: Path, dest: Path, mode: str, calib: Calibration | None = None, *,
@@ -313,6 +314,4 @@ def _measure(src: Path, pre: Path, first: Outcome, layers: list[str],
 
 def _subset(batch: np.ndarray) -> np.ndarray:
     """Evenly spread calibration images for the per-layer ablation (deterministic)."""
-    if len(batch) <= SENSITIVITY_IMAGES:
-        return batch
-    return batch[np.unique(np.linspace(0, len(batch) - 1, SENSITIVITY_IMAGES).round().astype(int))]
+    return batch[spread_evenly(len(batch), SENSITIVITY_IMAGES)]

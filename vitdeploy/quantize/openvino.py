@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CheckNotMet, ExportError, OptionError, first_line
+from ..errors import CheckNotMet, OptionError, QuantizeError, first_line
 from ..quiet import quiet_stdout
 from .calib import Calibration, EvalSet
 from .recipes import modes
@@ -107,11 +107,11 @@ def _read(src_xml: Path) -> Any:
     import openvino as ov
 
     if not Path(src_xml).is_file():
-        raise ExportError(f"OpenVINO IR not found: {src_xml}")
+        raise QuantizeError(f"OpenVINO IR not found: {src_xml}")
     try:
         return ov.Core().read_model(str(src_xml))
     except Exception as e:
-        raise ExportError(f"OpenVINO cannot read {src_xml}: {first_line(e)}") from None
+        raise QuantizeError(f"OpenVINO cannot read {src_xml}: {first_line(e)}") from None
 
 
 def _check_input(model: Any, batch: np.ndarray, what: str) -> None:
@@ -239,7 +239,7 @@ def _save(model: Any, dest_xml: Path, source: set[str]) -> None:
     try:
         ov.save_model(model, str(dest_xml), compress_to_fp16=False)
     except Exception as e:
-        raise ExportError(f"cannot write {dest_xml}: {first_line(e)}") from None
+        raise QuantizeError(f"cannot write {dest_xml}: {first_line(e)}") from None
 
 
 def quantize_ir(src_xml: Path, dest_xml: Path, mode: str, calib: Calibration, *,
@@ -268,7 +268,7 @@ def quantize_ir(src_xml: Path, dest_xml: Path, mode: str, calib: Calibration, *,
             quantized = nncf.quantize(model, calibration, advanced_parameters=_advanced(),
                                       **_nncf_kwargs(n))
     except Exception as e:
-        raise ExportError(f"NNCF quantization failed: {first_line(e)}") from None
+        raise QuantizeError(f"NNCF quantization failed: {first_line(e)}") from None
     planned = quantized_layers(quantized)
     _save(quantized, dest_xml, source)
     record: dict[str, Any] = {"mode": mode, "recipe": _recipe(n), "calibration": calib.to_record(),
@@ -295,7 +295,7 @@ def quantize_ir(src_xml: Path, dest_xml: Path, mode: str, calib: Calibration, *,
                     drop_type=nncf.DropType.ABSOLUTE, advanced_quantization_parameters=_advanced(),
                     **_nncf_kwargs(n))
         except Exception as e:
-            raise ExportError(f"NNCF accuracy control failed: {first_line(e)}") from None
+            raise QuantizeError(f"NNCF accuracy control failed: {first_line(e)}") from None
         record["recipe"]["accuracy_control"] = {"max_drop": max_drop, "drop_type": "absolute"}
         final = set(quantized_layers(quantized))
         record["kept_float"] = [name for name in planned if name not in final]

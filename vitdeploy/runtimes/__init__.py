@@ -1,4 +1,6 @@
-"""Runtime registry: adding a runtime is one module plus one line here."""
+"""Runtime registry: adding a runtime is one module (a Runtime subclass: its artifact kind, model
+file, stored-precision reader, settings and precision choices) plus one line in RUNTIMES; help
+texts, detection and precision reading follow from the registry."""
 
 from __future__ import annotations
 
@@ -13,12 +15,12 @@ from .openvino import OpenVinoRuntime
 from .paddle import PaddleRuntime
 
 # Registry order is detection order: a directory's model file picks its runtime.
-RUNTIMES: dict[str, type[Runtime]] = {
-    PaddleRuntime.name: PaddleRuntime,
-    OnnxRuntime.name: OnnxRuntime,
-    OpenVinoRuntime.name: OpenVinoRuntime,
-    LiteRuntime.name: LiteRuntime,
-}
+RUNTIMES: dict[str, type[Runtime]] = {r.name: r for r in (
+    PaddleRuntime,
+    OnnxRuntime,
+    OpenVinoRuntime,
+    LiteRuntime,
+)}
 
 
 def get_runtime(name: str) -> type[Runtime]:
@@ -42,4 +44,15 @@ def detect_runtime(directory: Path) -> tuple[type[Runtime], Path] | None:
     return None
 
 
-__all__ = ["RUNTIMES", "Runtime", "detect_runtime", "get_runtime", "physical_cores"]
+def stored_precision(model_file: str | Path) -> str:
+    """What ``model_file`` stores, read by the runtime of its format (its suffix); "unknown" for
+    a format no runtime reads."""
+    p = Path(model_file)
+    for cls in RUNTIMES.values():
+        if p.suffix.lower() in cls.suffixes:
+            return cls.stored_precision(p)
+    return "unknown"
+
+
+__all__ = ["RUNTIMES", "Runtime", "detect_runtime", "get_runtime", "physical_cores",
+           "stored_precision"]

@@ -24,6 +24,7 @@ class Runtime(ABC):
     name: str = ""
     kind: str = ""  # the artifact kind whose model file it loads by default (artifact.KINDS)
     formats: str = ""  # the model files it reads, for error messages
+    suffixes: ClassVar[tuple[str, ...]] = ()  # model files whose stored precision it reads
     compute_precision: str = "fp32"  # what the runtime really computed in (set by load)
     precision_choices: tuple[str, ...] = ()  # compute precisions a caller may ask for
     detail: str = ""  # e.g. which device variant really ran (Lite: the x86 twin)
@@ -57,12 +58,21 @@ class Runtime(ABC):
                     f"{', '.join(map(str, choices))}")
         return {**cls.default_settings, **overrides}
 
+    @classmethod
+    def stored_precision(cls, model_path: Path) -> str:
+        """What a model file of this runtime's format stores, read from its graph (overridden
+        by each runtime for its format; ``runtimes.stored_precision`` picks by suffix)."""
+        return "fp32"
+
+    @classmethod
+    def batch_dependent(cls, model_path: Path) -> bool:
+        """Whether one input's output depends on the rows batched with it (dynamic int8)."""
+        return False
+
     @functools.cached_property
     def artifact_precision(self) -> str:
-        """What the model file stores, read from its graph (see precision.py)."""
-        from ..precision import artifact_precision
-
-        return artifact_precision(self.model_path)
+        """What the model file stores (``stored_precision``)."""
+        return self.stored_precision(self.model_path)
 
     @classmethod
     @abstractmethod

@@ -29,6 +29,7 @@ def _lite_manifest(directory: Path) -> dict:
 
 class LiteRuntime(Runtime):
     name = "lite"
+    suffixes = (".nb",)
     kind = "lite"  # the artifact kind it runs (artifact.artifact_kind)
     formats = "a Paddle Lite .nb (x86, or an ARM model with its x86 twin)"
 
@@ -40,6 +41,16 @@ class LiteRuntime(Runtime):
             return twin if twin.is_file() else None
         nb = directory / NB
         return nb if nb.is_file() else None
+
+    @classmethod
+    def stored_precision(cls, model_path: Path) -> str:
+        """The weights' precision in the .nb; a twin (``model.x86.nb``) speaks for the ARM
+        ``model.nb`` beside it, which is the artifact the user ships."""
+        from ..lite.naive_buffer import read_nb
+
+        primary = model_path.with_name(NB)
+        precision = read_nb(primary if primary.is_file() else model_path).weight_precision()
+        return "fp32" if precision == "unknown" else precision
 
     @classmethod
     def why_not(cls, directory: Path) -> str | None:

@@ -16,10 +16,14 @@ from ..resources import exact_int8_kernels, int8_mode, int8_note
 from .base import Runtime
 
 _LEVELS = ("disable", "basic", "extended", "all")
+_ONNX_INT8_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearMatMul",
+                  "QLinearConv", "MatMulInteger", "ConvInteger", "MatMulIntegerToFloat",
+                  "DynamicQuantizeMatMul", "QAttention", "QGemm", "MatMulNBits"}
 
 
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
+    suffixes = (".onnx",)
     kind = "onnx"  # the artifact kind it runs (artifact.artifact_kind)
     formats = "an .onnx file"
     default_settings = {"graph_optimization": "all", "mem_arena": True, "mem_pattern": True,
@@ -31,6 +35,35 @@ class OnnxRuntime(Runtime):
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
         return find_onnx(directory)
+
+    @classmethod
+    def stored_precision(cls, model_path: Path) -> str:
+        """int8 when the graph holds quantize / integer ops; else fp16 when most initializer
+        elements are half, else fp32."""
+        import onnx
+
+        model = onnx.load(str(model_path), load_external_data=False)
+        if any(n.op_type in _ONNX_INT8_OPS for n in model.graph.node):
+            return "int8"
+        sizes = {"fp16": 0, "fp32": 0}
+        for t in model.graph.initializer:
+            kind = {onnx.TensorProto.FLOAT16: "fp16", onnx.TensorProto.FLOAT: "fp32"}.get(t.data_type)
+            if kind:
+                n = 1
+                for d in t.dims:
+                    n *= d
+                sizes[kind] += n
+        return "fp16" if sizes["fp16"] > sizes["fp32"] else "fp32"
+
+    @classmethod
+    def batch_dependent(cls, model_path: Path) -> bool:
+        """Dynamic int8 (ONNX Runtime's quantize_dynamic) takes activation scales from each
+        batch, so one input's output depends on what it is batched with; static QDQ does not."""
+        import onnx
+
+        graph = onnx.load(str(model_path), load_external_data=False).graph
+        ops = {n.op_type for n in graph.node}
+        return "DynamicQuantizeLinear" in ops or "DynamicQuantizeMatMul" in ops
 
     def load(self) -> None:
         try:
@@ -69,10 +102,8 @@ class OnnxRuntime(Runtime):
     def _int8_mode(self) -> str | None:
         """For a static (QDQ) int8 graph: "native" or "emulated" (see resources.int8_mode);
         None for other graphs, which the setting does not change."""
-        from ..precision import batch_dependent
-
         try:
-            if self.artifact_precision != "int8" or batch_dependent(self.model_path):
+            if self.artifact_precision != "int8" or self.batch_dependent(self.model_path):
                 return None
         except Exception:  # an unreadable graph: the session's load says why, in one line
             return None

@@ -15,12 +15,14 @@ from ..artifact import find_ir, find_onnx
 from ..errors import ArtifactError, RuntimeUnavailableError, first_line
 from ..resources import exact_int8_kernels, int8_mode, int8_note
 from .base import Runtime
+from .onnxruntime import OnnxRuntime
 
 _HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16"}
 
 
 class OpenVinoRuntime(Runtime):
     name = "openvino"
+    suffixes = (".xml",)
     kind = "openvino"  # the artifact kind it runs (artifact.artifact_kind)
     formats = "model.xml (+ model.bin) or an .onnx file"
     precision_choices = tuple(_HINTS)
@@ -31,6 +33,36 @@ class OpenVinoRuntime(Runtime):
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
         return find_ir(directory) or find_onnx(directory)
+
+    @classmethod
+    def stored_precision(cls, model_path: Path) -> str:
+        """IR xml: FakeQuantize (NNCF int8) or int8/uint8 weight constants -> int8; weights stored
+        as f16 (compress_to_fp16) -> fp16. Counted by constant size, as the .bin holds them. An
+        ONNX file (OpenVINO reads those too) is read as ONNX Runtime reads it."""
+        import xml.etree.ElementTree as ET
+
+        if model_path.suffix.lower() == ".onnx":
+            return OnnxRuntime.stored_precision(model_path)
+
+        try:
+            root = ET.parse(model_path).getroot()
+        except ET.ParseError:
+            return "unknown"
+        sizes: dict[str, int] = {}
+        for layer in root.iter("layer"):
+            kind = layer.get("type")
+            if kind == "FakeQuantize":
+                return "int8"
+            if kind == "Const":
+                data = layer.find("data")
+                if data is not None:
+                    et = data.get("element_type", "")
+                    sizes[et] = sizes.get(et, 0) + int(data.get("size", "0") or 0)
+        if not sizes:
+            return "fp32"
+        biggest = max(sizes, key=sizes.get)
+        return {"f16": "fp16", "i8": "int8", "u8": "int8", "i4": "int8", "u4": "int8",
+                "bf16": "bf16"}.get(biggest, "fp32")
 
     def load(self) -> None:
         try:

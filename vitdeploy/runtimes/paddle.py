@@ -11,9 +11,12 @@ from ..errors import ArtifactError
 from ..quiet import quiet_stdout
 from .base import Runtime
 
+_PADDLE_INT8_MARKERS = (b"quantize_linear", b"fake_quantize", b"fake_channel_wise", b"quant_linear")
+
 
 class PaddleRuntime(Runtime):
     name = "paddle"
+    suffixes = (".json", ".pdmodel")
     kind = "paddle"  # the artifact kind it runs (artifact.artifact_kind)
     formats = "inference.json or inference.pdmodel, with inference.pdiparams"
     # Paddle 3's CPU defaults already run oneDNN kernels with IR optimisation (measured against
@@ -25,6 +28,12 @@ class PaddleRuntime(Runtime):
     @classmethod
     def find_model(cls, directory: Path) -> Path | None:
         return find_paddle_program(directory)
+
+    @classmethod
+    def stored_precision(cls, model_path: Path) -> str:
+        """int8 when the program holds quantize ops (a quantization-aware export), else fp32."""
+        data = model_path.read_bytes()
+        return "int8" if any(m in data for m in _PADDLE_INT8_MARKERS) else "fp32"
 
     def load(self) -> None:
         from paddle import inference

@@ -9,11 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import logging
-import os
-import socket
-import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -23,195 +18,97 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect
 
 from ..about import __version__
 from .config import ServeOptions
+from .http import CLIENT_CLOSED, AccessLog, log, read_body, replica_id
 from .protocol import EXTENSIONS, HEADER_LENGTH, ProtocolError
 from .repository import Repository
 
-log = logging.getLogger("vitdeploy.serve")
-REPLICA_HEADER = "x-vitdeploy-replica"
+MODEL = "/v2/models/{name}"
+VERSION = "/v2/models/{name}/versions/{version}"
+# (method, paths, Endpoints method): the Open Inference Protocol's REST surface, plus /metrics
+ROUTES = (
+    ("GET", ("/v2/health/live",), "live"),
+    ("GET", ("/v2/health/ready",), "ready"),
+    ("GET", ("/v2",), "server_metadata"),
+    ("POST", ("/v2/repository/index",), "repository_index"),
+    ("GET", (MODEL, VERSION), "model_metadata"),
+    ("GET", (f"{MODEL}/ready", f"{VERSION}/ready"), "model_ready"),
+    ("GET", (f"{MODEL}/config", f"{VERSION}/config"), "model_config"),
+    ("POST", (f"{MODEL}/infer", f"{VERSION}/infer"), "infer"),
+    ("GET", ("/metrics",), "metrics"),
+)
 
 
-def replica_id() -> str:
-    """Which process answered: host and pid (each Ray Serve replica is a process of its own)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
+def error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
 
 
-class AccessLog:
-    """Plain ASGI middleware (cheaper than Starlette's BaseHTTPMiddleware): one JSON log line per
-    request, and the replica header on every response."""
+class Endpoints:
+    """The routes over one ``Repository``, which ``load`` builds when the app starts (a Ray
+    replica loads its own models), so the app holds nothing unpicklable until then."""
 
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        start, status, refusal = time.perf_counter(), 500, b""
-        replica = replica_id().encode()
-
-        async def send_with_header(message: dict) -> None:
-            nonlocal status, refusal
-            if message["type"] == "http.response.start":
-                status = message["status"]
-                message["headers"] = [*message.get("headers", []), (REPLICA_HEADER.encode(), replica)]
-            elif status >= 400 and len(refusal) < 1024:  # the error line, for the log
-                refusal += message.get("body", b"")[:1024]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_header)
-        finally:
-            client = scope.get("client") or ("", 0)
-            extra = {"method": scope["method"], "path": scope["path"], "status": status,
-                     "client": f"{client[0]}:{client[1]}",
-                     "ms": round((time.perf_counter() - start) * 1000, 3)}
-            if refusal:
-                try:
-                    extra["error"] = json.loads(refusal)["error"]
-                except (ValueError, KeyError, TypeError):
-                    extra["error"] = refusal[:300].decode(errors="replace")
-            log.info("request", extra=extra)
-
-
-CLIENT_CLOSED = 499  # nginx's code for "client closed request": not a server error
-
-
-async def read_body(request: Request, limit: int, idle_timeout: float = 30.0) -> bytes:
-    """The request body, refused (413) as soon as it is known to exceed ``limit`` bytes; a body
-    that stalls for ``idle_timeout`` seconds is refused (408, connection closed); a client that
-    disconnects mid-body is a 499 (logged as one line, like any refusal)."""
-    too_big = f"bytes; the limit is {limit} (--max-request-mb)"
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise ProtocolError(f"bad Content-Length {declared!r}")
-        if int(declared) > limit:
-            raise ProtocolError(f"the request body is {declared} {too_big}", 413)
-    if request.headers.get("content-encoding", "identity").lower() != "identity":
-        raise ProtocolError("compressed request bodies are not accepted; send them uncompressed", 415)
-    chunks, total = [], 0
-    stream = request.stream()
-    while True:
-        try:
-            chunk = await asyncio.wait_for(anext(stream), idle_timeout)
-        except StopAsyncIteration:
-            return b"".join(chunks)
-        except asyncio.TimeoutError:
-            raise ProtocolError(f"no request body received for {idle_timeout:g} s (body timeout); "
-                                "send the whole body as its Content-Length says", 408) from None
-        except ClientDisconnect:
-            raise ProtocolError("the client disconnected before sending the whole request body",
-                                CLIENT_CLOSED) from None
-        total += len(chunk)
-        if total > limit:
-            raise ProtocolError(f"the request body is over {limit} {too_big}", 413)
-        chunks.append(chunk)
-
-
-def create_app(load: Callable[[], Repository], options: ServeOptions) -> Any:
-    """The ASGI app. ``load`` returns the models to serve; it runs in a thread at startup."""
-    holder: dict[str, Repository] = {}
+    def __init__(self, load: Callable[[], Repository], options: ServeOptions) -> None:
+        self._load, self.options = load, options
+        self._repo: Repository | None = None
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: Any) -> AsyncIterator[None]:
-        repo = await asyncio.to_thread(load)
+    async def lifespan(self, _app: Any) -> AsyncIterator[None]:
+        repo = await asyncio.to_thread(self._load)
         await repo.start()
-        holder["repo"] = repo
+        self._repo = repo
         log.info("ready", extra={"models": list(repo.models), "replica": replica_id(),
-                                 "max_batch_size": options.max_batch_size,
-                                 "max_queue_delay_ms": options.max_queue_delay_ms})
+                                 "max_batch_size": self.options.max_batch_size,
+                                 "max_queue_delay_ms": self.options.max_queue_delay_ms})
         try:
             yield
         except asyncio.CancelledError:  # a second Ctrl-C / SIGTERM: uvicorn forces the exit
             log.warning("forced stop: requests still queued are dropped")
             repo.ready = False
             return
-        # after the server has let in-flight requests finish
-        try:
+        try:  # after the server has let in-flight requests finish
             await repo.stop()
         except asyncio.CancelledError:
             log.warning("forced stop: requests still queued are dropped")
 
-    app = FastAPI(lifespan=lifespan, title="vitdeploy", version=__version__, openapi_url=None,
-                  docs_url=None, redoc_url=None)
-    app.add_middleware(AccessLog)
-
-    def repo() -> Repository:
-        if "repo" not in holder:
+    def repo(self) -> Repository:
+        if self._repo is None:
             raise ProtocolError("the server is starting; no model is loaded yet", 503)
-        return holder["repo"]
+        return self._repo
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
-
-    @app.exception_handler(ProtocolError)
-    async def _protocol_error(_request: Request, e: ProtocolError) -> JSONResponse:
-        response = error(e.status, str(e))
-        if e.status in (408, CLIENT_CLOSED):  # the rest of that body is not worth waiting for
-            response.headers["connection"] = "close"
-        return response
-
-    @app.exception_handler(HTTPException)
-    async def _http_error(request: Request, e: HTTPException) -> JSONResponse:
-        if e.status_code == 404:
-            return error(404, f"no endpoint {request.method} {request.url.path}; the server speaks "
-                              "the Open Inference Protocol: /v2, /v2/health/ready, /v2/models/NAME, "
-                              "/v2/models/NAME/infer, /metrics")
-        if e.status_code == 405:
-            return error(405, f"{request.method} is not allowed on {request.url.path}")
-        return error(e.status_code, str(e.detail))
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(_request: Request, e: RequestValidationError) -> JSONResponse:
-        return error(400, f"bad request: {e.errors()[0].get('msg', 'invalid') if e.errors() else e}")
-
-    @app.get("/v2/health/live")
-    async def live() -> Response:
+    async def live(self) -> Response:
         return JSONResponse({"live": True})
 
-    @app.get("/v2/health/ready")
-    async def ready() -> Response:
-        r = holder.get("repo")
-        if r is None or not r.ready:
+    async def ready(self) -> Response:
+        if self._repo is None or not self._repo.ready:
             return error(503, "not ready")
         return JSONResponse({"ready": True})
 
-    @app.get("/v2")
-    async def server_metadata() -> Response:
+    async def server_metadata(self) -> Response:
         return JSONResponse({"name": "vitdeploy", "version": __version__, "extensions": EXTENSIONS})
 
-    @app.post("/v2/repository/index")
-    async def repository_index() -> Response:
-        return JSONResponse(repo().index())
+    async def repository_index(self) -> Response:
+        return JSONResponse(self.repo().index())
 
-    @app.get("/v2/models/{name}")
-    @app.get("/v2/models/{name}/versions/{version}")
-    async def model_metadata(name: str, version: str | None = None) -> Response:
-        return JSONResponse(repo().model(name, version).metadata())
+    async def model_metadata(self, name: str, version: str | None = None) -> Response:
+        return JSONResponse(self.repo().model(name, version).metadata())
 
-    @app.get("/v2/models/{name}/ready")
-    @app.get("/v2/models/{name}/versions/{version}/ready")
-    async def model_ready(name: str, version: str | None = None) -> Response:
-        r = repo()
+    async def model_ready(self, name: str, version: str | None = None) -> Response:
+        r = self.repo()
         r.model(name, version)
         if not r.ready:
             return error(503, f"model '{name}' is not ready")
         return JSONResponse({"name": name, "ready": True})
 
-    @app.get("/v2/models/{name}/config")
-    @app.get("/v2/models/{name}/versions/{version}/config")
-    async def model_config(name: str, version: str | None = None) -> Response:
-        return JSONResponse(repo().model(name, version).config())
+    async def model_config(self, name: str, version: str | None = None) -> Response:
+        return JSONResponse(self.repo().model(name, version).config())
 
-    @app.post("/v2/models/{name}/infer")
-    @app.post("/v2/models/{name}/versions/{version}/infer")
-    async def infer(request: Request, name: str, version: str | None = None) -> Response:
-        r = repo()
+    async def infer(self, request: Request, name: str, version: str | None = None) -> Response:
+        r = self.repo()
         try:
-            body = await read_body(request, options.max_request_bytes, options.body_timeout_s)
+            body = await read_body(request, self.options.max_request_bytes,
+                                   self.options.body_timeout_s)
         except ProtocolError as e:
             r.count_refused(name, e.status)
             raise
@@ -221,12 +118,44 @@ def create_app(load: Callable[[], Repository], options: ServeOptions) -> Any:
         return Response(out, media_type="application/octet-stream",
                         headers={HEADER_LENGTH: str(header_length)})
 
-    @app.get("/metrics")
-    async def metrics() -> Response:
-        r = holder.get("repo")
-        if r is None or r.metrics is None:
+    async def metrics(self) -> Response:
+        if self._repo is None or self._repo.metrics is None:
             return error(503, "not ready")
-        data, content_type = r.metrics.render()
+        data, content_type = self._repo.metrics.render()
         return Response(data, media_type=content_type)
 
+
+async def _protocol_error(_request: Request, e: ProtocolError) -> JSONResponse:
+    response = error(e.status, str(e))
+    if e.status in (408, CLIENT_CLOSED):  # the rest of that body is not worth waiting for
+        response.headers["connection"] = "close"
+    return response
+
+
+async def _http_error(request: Request, e: HTTPException) -> JSONResponse:
+    if e.status_code == 404:
+        return error(404, f"no endpoint {request.method} {request.url.path}; the server speaks "
+                          "the Open Inference Protocol: /v2, /v2/health/ready, /v2/models/NAME, "
+                          "/v2/models/NAME/infer, /metrics")
+    if e.status_code == 405:
+        return error(405, f"{request.method} is not allowed on {request.url.path}")
+    return error(e.status_code, str(e.detail))
+
+
+async def _validation_error(_request: Request, e: RequestValidationError) -> JSONResponse:
+    return error(400, f"bad request: {e.errors()[0].get('msg', 'invalid') if e.errors() else e}")
+
+
+def create_app(load: Callable[[], Repository], options: ServeOptions) -> Any:
+    """The ASGI app. ``load`` returns the models to serve; it runs in a thread at startup."""
+    endpoints = Endpoints(load, options)
+    app = FastAPI(lifespan=endpoints.lifespan, title="vitdeploy", version=__version__,
+                  openapi_url=None, docs_url=None, redoc_url=None)
+    app.add_middleware(AccessLog)
+    app.add_exception_handler(ProtocolError, _protocol_error)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    for method, paths, name in ROUTES:
+        for path in paths:
+            app.add_api_route(path, getattr(endpoints, name), methods=[method])
     return app

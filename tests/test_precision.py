@@ -8,7 +8,8 @@ import json
 import pytest
 from conftest import ROOT, run_cli
 
-from vitdeploy.precision import PRESETS, artifact_precision, looser, tolerance_for
+from vitdeploy.precision import PRESETS, looser, tolerance_for
+from vitdeploy.runtimes import stored_precision as artifact_precision
 
 
 def test_looser_and_tolerance_choice():

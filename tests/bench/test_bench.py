@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import assert_one_line_error, invoke, openvino_capabilities, run_cli
+from conftest import ROOT, assert_one_line_error, invoke, openvino_capabilities, run_cli
 
 from vitdeploy.bench import BenchReport, bench, gemm_gflops, wait_quiet
 from vitdeploy.bench import run as bench_run
@@ -204,7 +204,7 @@ def test_wait_quiet_returns_for_an_idle_process():
 def test_import_vitdeploy_stays_light():
     code = ("import sys, vitdeploy; assert 'numpy' not in sys.modules and 'vitdeploy.bench' not in "
             "sys.modules; assert vitdeploy.Predictor and 'vitdeploy.predictor' in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[1])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 def test_bench_runtimes_interleaved(sample_export, sample_onnx, sample_openvino, quick_probe):
