@@ -241,7 +241,7 @@ def test_bench_precisions_and_session(sample_openvino, sample_onnx, quick_probe)
     assert rows[0][1] == "fp32"
     assert rows[1][1] == "bf16" or rows[1][2], rows[1]  # bf16, or a note saying why not
     assert [r.requested_precision for r in report.results] == ["fp32", "bf16", None]
-    assert report.results[0].session == {"hint": "LATENCY", "streams": "auto"}
+    assert report.results[0].session == {"hint": "LATENCY", "streams": "auto", "int8": "auto"}
     assert report.results[2].session["graph_optimization"] == "all"
     with pytest.raises(VitdeployError, match="precision 'int4'"):
         bench([sample_openvino], precisions=["int4"])
