@@ -52,7 +52,12 @@ def invoke(*args: object) -> Run:
 
     from vitdeploy.cli import app
 
-    r = CliRunner().invoke(app, [str(a) for a in args])
+    saved = dict(os.environ)  # a command may set process-wide variables (OpenCV's pixel limit):
+    try:                      # they must not leak into the tests that run after it
+        r = CliRunner().invoke(app, [str(a) for a in args])
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
     if r.exception is not None and not isinstance(r.exception, SystemExit):
         raise r.exception
     return Run(r.exit_code, r.stdout, r.stderr)
