@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import platform
-from importlib import metadata
 
-from .about import __version__
+from .about import __version__, package_version
 
 _PACKAGES = (
     ("paddlepaddle", "Paddle Inference runtime and export", "pip install 'paddlepaddle==3.3.*'"),
@@ -23,10 +22,9 @@ def diagnose() -> dict:
     rows = [{"name": "vitdeploy", "ok": True, "version": __version__,
              "notes": f"Python {platform.python_version()}"}]
     for pkg, what, fix in _PACKAGES:
-        try:
-            rows.append({"name": pkg, "ok": True, "version": metadata.version(pkg), "notes": what})
-        except metadata.PackageNotFoundError:
-            rows.append({"name": pkg, "ok": False, "version": None, "notes": f"{what}; {fix}"})
+        version = package_version(pkg)
+        rows.append({"name": pkg, "ok": version is not None, "version": version,
+                     "notes": what if version is not None else f"{what}; {fix}"})
     from .lite import env as lite_env
 
     st = lite_env.status()
