@@ -49,7 +49,7 @@ check-other: lite-env
 	VITDEPLOY_CPU_NAME="$(OTHER_CPU)" VITDEPLOY_CPU_FLAGS="sse4_2 avx avx2 fma" \
 		$(PY) -m pytest -q -m "not slow" -p no:cacheprovider
 	VITDEPLOY_CPU_NAME="$(OTHER_CPU)" VITDEPLOY_CPU_FLAGS="sse4_2 avx avx2 fma" \
-		$(PY) -m pytest -q -p no:cacheprovider tests/test_parity.py -k bf16
+		$(PY) -m pytest -q -p no:cacheprovider tests/check/test_parity.py -k bf16
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check vitdeploy tests samples scripts benchmarks
