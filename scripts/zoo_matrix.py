@@ -1,9 +1,11 @@
 """`make zoo`: all 20 seed architectures through export -> ONNX / OpenVINO / Paddle Lite, with
-fp32 parity (Lite: arm8 .nb fully placed, and its x86 twin run for parity).
+fp32 parity (Lite: arm8 .nb fully placed, and its x86 twin run for parity; with --arm, the arm8
+.nb and its weight-only int8 twin on Paddle Lite's own ARM kernels under emulation, and the
+armv7 .nb of DeiT_tiny and LeViT_128S).
 
 Seeded random weights (no pretrained weights can be downloaded here). Each model's row is cached
 in .cache/zoo/<name>.json, so an interrupted run resumes; docs/zoo.md is rendered at the end.
-Usage: python scripts/zoo_matrix.py [--only NAME ...] [--fresh]
+Usage: python scripts/zoo_matrix.py [--only NAME ...] [--fresh] [--arm]
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import shutil
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,6 +84,67 @@ def run_lite(name: str, index: int) -> dict:
     return row
 
 
+ARMV7 = ("DeiT_tiny_patch16_224", "LeViT_128S")
+ARM_INPUTS = 2  # emulated ARM kernels run ViT-large/384 at minutes per image: 2 inputs, batch 1
+
+
+def _arm_row(pd: Path, art: Path, x, expected, twin=None) -> dict:
+    """``art`` on the ARM kernels against Paddle fp32 (``expected``), and against the x86 twin's
+    outputs on the same inputs (``twin``), with the fp32 preset's verdict."""
+    from vitdeploy.check.parity import compare
+    from vitdeploy.precision import tolerance_for
+    from vitdeploy.predictor import Predictor
+
+    t = time.perf_counter()
+    with Predictor(art, runtime="lite-arm", verify=False) as p:
+        out = np.concatenate([p.predict_batch(x[i:i + 1]) for i in range(len(x))])
+        stored = p.runtime.artifact_precision
+    m = compare(expected, out)
+    judged, tol = tolerance_for(stored, "fp32")
+    row = {"max_abs": m["max_abs"], "cosine_min": m["cosine_min"],
+           "top1_agreement": m["top1_agreement"], "seconds": time.perf_counter() - t,
+           "precision": judged,
+           "passed": m["cosine_min"] >= tol.min_cosine and m["top1_agreement"] >= tol.min_top1_agreement}
+    if twin is not None:
+        v = compare(twin, out)
+        row["vs_twin"] = {"max_abs": v["max_abs"], "cosine_min": v["cosine_min"]}
+        fp32 = tolerance_for("fp32", "fp32")[1]
+        row["twin_agrees"] = v["cosine_min"] >= fp32.min_cosine and v["top1_agreement"] == 1.0
+    return row
+
+
+def run_arm(name: str, index: int) -> dict:
+    """The arm8 .nb (and its weight-only int8 build) on the ARM kernels; armv7 for ARMV7."""
+    from vitdeploy.predictor import Predictor
+
+    work = WORK / f"{name}-arm"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    variant = {"distillation": True} if name.startswith("LeViT") else {}
+    ckpt = save_random_checkpoint(name, work / "random.pdparams", seed=index, **variant)
+    export_model(name, ckpt, work / "paddle")
+    with Predictor(work / "paddle", verify=False) as p:
+        size = p.input_size
+        x = np.random.default_rng(index).standard_normal((ARM_INPUTS, 3, size, size),
+                                                         dtype=np.float32)
+        expected = np.concatenate([p.predict_batch(x[i:i + 1]) for i in range(len(x))])
+    row: dict = {}
+    for arch, quantize in (("arm8", None), ("arm8", "int8"), *((("armv7", None),)
+                                                               if name in ARMV7 else ())):
+        key = arch + (f"_{quantize}" if quantize else "")
+        out = work / key
+        convert(work / "paddle", "lite", out, arch=arch, quantize=quantize, weights=ckpt)
+        with Predictor(out, runtime="lite", verify=False) as p:  # the x86 twin, same inputs
+            twin = np.concatenate([p.predict_batch(x[i:i + 1]) for i in range(len(x))])
+        row[key] = _arm_row(work / "paddle", out, x, expected, twin if not quantize else None)
+        print(f"    {key}: cosine {row[key]['cosine_min']:.7f}, {row[key]['seconds']:.0f} s",
+              flush=True)
+    row["passed"] = all(v["passed"] and v.get("twin_agrees", True) for v in row.values()
+                        if isinstance(v, dict))
+    shutil.rmtree(work, ignore_errors=True)
+    return row
+
+
 def render(rows: list[dict]) -> str:
     lines = [
         "# Model zoo matrix",
@@ -131,7 +196,43 @@ def render(rows: list[dict]) -> str:
         ok = sum(r["lite"]["passed"] for r in lite)
         lines += ["", f"{ok} of {len(lite)} architectures convert to a fully placed arm8 .nb and "
                   "pass fp32 parity through Lite x86."]
+    arm = [r for r in rows if "arm" in r]
+    if arm:
+        lines += _render_arm(arm)
     return "\n".join(lines) + "\n"
+
+
+def _render_arm(rows: list[dict]) -> list[str]:
+    from vitdeploy.lite.arm import status
+
+    b = status("armv8").build
+    lines = [
+        "", "## ARM kernels", "",
+        "The arm8 `.nb` on Paddle Lite's own ARM (NEON) kernels: the light library built from the "
+        "source vitdeploy ships (`vitdeploy lite setup --arm`, v2.13-rc, "
+        f"{b.get('compiler', 'aarch64 g++')}), run by the `lite-arm` runtime under "
+        "`qemu-aarch64-static`, against Paddle Inference fp32 on the same "
+        f"{ARM_INPUTS} random inputs at batch 1 (emulation runs ViT-large at minutes per image), "
+        "and against the x86 twin's outputs on those inputs. int8: the weight-only int8 `.nb` "
+        "(judged with the int8 preset). armv7: `--arch armv7` on the armv7hf build, for "
+        f"{' and '.join(ARMV7)}. Emulated seconds are not phone latency.", "",
+        "| model | arm8 max abs | arm8 cosine | arm8 top-1 | ARM vs x86 twin max abs | "
+        "arm8 int8 cosine | int8 top-1 | armv7 cosine | emulated s (arm8) | pass |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|:-:|",
+    ]
+    for r in rows:
+        a = r["arm"]
+        f, q, v7 = a["arm8"], a["arm8_int8"], a.get("armv7")
+        armv7 = f"{v7['cosine_min']:.7f}" if v7 else "-"
+        lines.append(
+            f"| {r['model']} | {f['max_abs']:.1e} | {f['cosine_min']:.7f} | "
+            f"{f['top1_agreement']:.0%} | {f['vs_twin']['max_abs']:.1e} | {q['cosine_min']:.5f} | "
+            f"{q['top1_agreement']:.0%} | {armv7} | "
+            f"{f['seconds']:.0f} | {'pass' if a['passed'] else '**FAIL**'} |")
+    ok = sum(r["arm"]["passed"] for r in rows)
+    lines += ["", f"{ok} of {len(rows)} architectures pass on the ARM kernels (fp32 preset against "
+              "Paddle and against the x86 twin; the int8 preset for int8)."]
+    return lines
 
 
 def main() -> int:
@@ -139,6 +240,8 @@ def main() -> int:
     ap.add_argument("--only", nargs="*", help="Run only these models (others from the cache).")
     ap.add_argument("--fresh", action="store_true", help="Ignore cached rows.")
     ap.add_argument("--no-lite", action="store_true", help="Skip the Paddle Lite columns.")
+    ap.add_argument("--arm", action="store_true", help="Add the ARM kernels columns (needs "
+                    "'vitdeploy lite setup --arm'; hours under emulation, resumable).")
     args = ap.parse_args()
     CACHE.mkdir(parents=True, exist_ok=True)
     names = [c.name for c in list_models()]
@@ -155,6 +258,10 @@ def main() -> int:
                 print(f"[{i + 1}/{len(names)}] {name} through Paddle Lite ...", flush=True)
                 row["lite"] = run_lite(name, i)
                 cached.write_text(json.dumps(row, indent=2))
+            if args.arm and "arm" not in row and (not args.only or name in args.only):
+                print(f"[{i + 1}/{len(names)}] {name} on the ARM kernels ...", flush=True)
+                row["arm"] = run_arm(name, i)
+                cached.write_text(json.dumps(row, indent=2))
             rows.append(row)
             lite = row.get("lite", {}).get("passed")
             print(f"  {name}: {'pass' if row['passed'] else 'FAIL'}"
@@ -162,7 +269,8 @@ def main() -> int:
     DOC.parent.mkdir(exist_ok=True)
     DOC.write_text(render(rows))
     print(f"wrote {DOC.relative_to(ROOT)} ({len(rows)} rows)")
-    ok = all(r["passed"] and r.get("lite", {}).get("passed", True) for r in rows)
+    ok = all(r["passed"] and r.get("lite", {}).get("passed", True)
+             and r.get("arm", {}).get("passed", True) for r in rows)
     return 0 if rows and ok else 2
 
 

@@ -36,6 +36,16 @@ def diagnose() -> dict:
     rows.append({"name": "lite toolchain", "ok": st.ready,
                  "version": ", ".join(f"{k} {v}" for k, v in st.versions.items()) or None,
                  "notes": f"{st.env}; " + (py_note if st.ready else f"{st.problem}; {py_note}")})
+    from .lite import arm
+
+    for abi in arm.ABIS.values():
+        a = arm.status(abi.name)
+        how = "native" if arm.native(abi) else abi.qemu
+        rows.append({"name": f"lite ARM kernels ({abi.name})", "ok": True,
+                     "version": (f"{arm.VERSION}, built in {a.build.get('seconds', 0) / 60:.0f} min"
+                                 if a.build else None),
+                     "notes": (f"{a.dir}; runs {', '.join(abi.nb_arches)} .nb files ({how})"
+                               if a.ready else f"optional: {a.problem}")})
     from .runtimes import RUNTIMES
 
     return {"ok": all(r["ok"] for r in rows), "components": rows, "runtimes": list(RUNTIMES)}

@@ -222,8 +222,8 @@ def test_bench_runtimes_interleaved(sample_export, sample_onnx, sample_openvino,
 
 
 def test_bench_lite_is_the_x86_twin(sample_lite_arm8):
-    r = run_cli("bench", sample_lite_arm8, "--batch-sizes", "1,2", "--repeat", "2", "--json",
-                timeout=600)
+    r = run_cli("bench", sample_lite_arm8, "--runtime", "lite", "--batch-sizes", "1,2", "--repeat",
+                "2", "--json", timeout=600)
     assert r.code == 0, r.stderr
     rows = json.loads(r.stdout)["results"]
     _check_rows(rows)

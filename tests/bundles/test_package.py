@@ -390,3 +390,46 @@ def test_linux_x86_bundle_builds_and_passes_its_selfcheck(x86, tmp_path):
     p = native.run_demo(exe, bundle, "--selfcheck")
     assert p.returncode == 0, p.stdout + p.stderr
     assert "selfcheck passed: 8 images" in p.stdout
+
+
+@pytest.mark.slow
+def test_linux_arm64_bundle_runs_on_the_arm_kernels(sample, sample_export, tmp_path):
+    """The linux-arm64 bundle, unzipped: its unchanged C++ source cross-built by its own build.sh
+    against the light library built from source ('vitdeploy lite setup --arm'), then
+    'run.sh --selfcheck' under QEMU: passes; a perturbed model.nb fails it (exit 2)."""
+    from vitdeploy.bundles import native_build as native
+    from vitdeploy.lite import arm
+
+    st = arm.status("armv8")
+    if not st.ready:
+        pytest.skip(f"ARM kernels (armv8) {st.problem}: 'make arm-check' builds them")
+    try:
+        native.arm64_sysroot()  # Debian's arm64 OpenCV, unpacked privately (debootstrap)
+    except native.NativeToolError as e:
+        pytest.skip(f"no arm64 sysroot for the bundle's OpenCV: {e}")
+    result = package(sample_export, "linux-arm64", tmp_path / "board.zip",
+                     images=ROOT / sample["test_dir"])
+    bundle = _unzip(Path(result.path), tmp_path)
+    lib = Path(st.dir)
+    native.build(bundle, tmp_path / "build", "linux-arm64", paddle_lite_dir=lib, timeout=1800)
+    p = native.run_bundle(bundle, tmp_path / "build", "linux-arm64", "--selfcheck",
+                          paddle_lite_dir=lib)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "selfcheck passed: 8 images" in p.stdout
+    img = sorted((ROOT / sample["test_dir"] / "4").glob("*.png"))[0]
+    p = native.run_bundle(bundle, tmp_path / "build", "linux-arm64", str(img), paddle_lite_dir=lib)
+    top1 = next(ln for ln in p.stdout.splitlines() if ln.strip().startswith("1. "))
+    assert p.returncode == 0 and top1.endswith("(class 4)"), p.stdout + p.stderr
+    from vitdeploy.checkpoint import safe_load  # a well-formed model that computes something else
+
+    w = np.ascontiguousarray(safe_load(ROOT / sample["weights"])["patch_embed.proj.weight"], "<f4")
+    nb = bytearray((bundle / "model.nb").read_bytes())
+    at = nb.find(w.tobytes())
+    assert at > 0, "patch_embed.proj.weight not found in the .nb"
+    flipped = w.reshape(-1).copy()
+    flipped[::2] *= -1
+    nb[at:at + w.nbytes] = flipped.tobytes()
+    (bundle / "model.nb").write_bytes(bytes(nb))
+    p = native.run_bundle(bundle, tmp_path / "build", "linux-arm64", "--selfcheck",
+                          paddle_lite_dir=lib)
+    assert p.returncode == 2, p.stdout + p.stderr

@@ -144,17 +144,53 @@ app.add_typer(lite_app, name="lite")
 
 @lite_app.command("setup")
 @handle_errors
-def lite_setup(force: bool = typer.Option(False, "--force", help="Recreate the environment."),
+def lite_setup(force: bool = typer.Option(False, "--force", help="Recreate (or rebuild)."),
+               arm: Optional[str] = typer.Option(
+                   None, "--arm", is_flag=False, flag_value="armv8",
+                   help="Also build Paddle Lite's ARM kernels from the source vitdeploy ships, to "
+                        "run arm8 / armv7 .nb files here under emulation: --arm (armv8) or --arm "
+                        "armv7 (~30 min on 2 cores, once; cached)."),
+               all_kernels: bool = typer.Option(
+                   False, "--all-kernels", help="With --arm: every Paddle Lite kernel, not only "
+                   "those the supported architectures use (for other models; a longer build)."),
                as_json: AsJson = False):
-    """Create (or check) the Lite environment; idempotent."""
+    """Create (or check) the Lite environment; idempotent. With --arm, the ARM kernels too."""
     from ..lite import env as lite_env
 
+    if arm is not None:
+        from ..lite.arm import get_abi, missing_text, missing_tools
+
+        missing = missing_tools(get_abi(arm))  # refused now, not after the Lite env
+        if missing:
+            raise VitdeployError(f"building the {arm} ARM kernels needs {missing_text(missing)}")
     with err.status("setting up the Paddle Lite toolchain") as status:
-        st = lite_env.setup(force=force, log=status.update)
+        st = lite_env.setup(force=force and arm is None, log=status.update)
+    if all_kernels and arm is None:
+        raise VitdeployError("--all-kernels goes with --arm (the ARM build to make)")
+    arm_st = _arm_setup(arm, force, all_kernels) if arm is not None else None
     if as_json:
-        return print_json(asdict(st))
+        return print_json({**asdict(st), **({"arm": arm_st.to_dict()} if arm_st else {})})
     say(f"at {st.env}: " + ", ".join(f"{k} {v}" for k, v in st.versions.items()),
         lead="[green]Lite toolchain ready[/] ")
+    if arm_st is not None:
+        b = arm_st.build
+        say(f"at {arm_st.dir} (built in {b.get('seconds', 0) / 60:.1f} min with "
+            f"{b.get('compiler', '?')})", lead=f"[green]ARM kernels ({arm_st.abi}) ready[/] ")
+
+
+def _arm_setup(abi: str, force: bool, full: bool):
+    """The ARM build, with a progress bar and an estimate on a terminal."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ..lite.arm import setup
+
+    if not err.is_terminal:
+        return setup(abi, force=force, full=full)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as bar:
+        task = bar.add_task(f"building the {abi} ARM kernels", total=1.0)
+        return setup(abi, force=force, full=full,
+                     progress=lambda done, msg: bar.update(task, completed=done, description=msg))
 
 
 @app.command()
@@ -190,7 +226,8 @@ def inspect(model: Path = typer.Argument(..., help="A Paddle Lite .nb file."),
     data = {"path": str(model), "opt_version": info.opt_version, "meta_version": info.meta_version,
             "arch": arch, "ops": info.op_counts(), "all_placed": not unplaced, "unplaced": unplaced,
             "weights_precision": info.weight_precision(),
-            "compute_precision": info.compute_precision(), "needs_extra": info.needs_extra()}
+            "compute_precision": info.compute_precision(), "needs_extra": info.needs_extra(),
+            "runs_here_on": _kernels_here(arch)}
     if as_json:
         return print_json(data)
     table = Table(title=f"{model} (opt {info.opt_version}; stores {data['weights_precision']} "
@@ -205,3 +242,19 @@ def inspect(model: Path = typer.Argument(..., help="A Paddle Lite .nb file."),
               else f"[red]ops without a {arch} kernel:[/] {', '.join(unplaced)}")
     if data["needs_extra"]:
         out.print("needs Paddle Lite's with_extra library for: " + ", ".join(data["needs_extra"]))
+    say(f"runs here on: {data['runs_here_on']}")
+
+
+def _kernels_here(arch: str) -> str:
+    """Which kernels 'vitdeploy parity/predict' use for a .nb of ``arch`` on this machine."""
+    if arch in ("x86", "opencl"):
+        return "Paddle Lite's x86 kernels" if arch == "x86" else "the x86 twin (no OpenCL device)"
+    from ..lite.arm import abi_for, native, status
+
+    abi = abi_for(arch)
+    st = status(abi.name)
+    if st.ready:
+        how = "natively" if native(abi) else f"under {abi.qemu}"
+        return f"Paddle Lite's {abi.name} ARM kernels ({how}; runtime lite-arm)"
+    return (f"the x86 twin ('vitdeploy lite setup --arm {abi.name}' builds the {abi.name} ARM "
+            "kernels)")

@@ -124,6 +124,8 @@ def optimize(args: dict) -> dict:
         opt.set_quant_type({"int8": "QUANT_INT8", "int16": "QUANT_INT16"}[args["quantize"]])
     if args.get("fp16"):
         opt.enable_fp16()
+    if args.get("record_tailoring"):  # the ops and kernels it uses: <out_prefix>/.tailored_*
+        opt.record_model_info(True)
     opt.set_optimize_out(args["out_prefix"])
     with _capture_fd1() as box:
         opt.run()

@@ -10,6 +10,7 @@ from ..artifact import artifact_kind
 from ..errors import RuntimeUnavailableError
 from .base import Runtime, physical_cores
 from .lite import LiteRuntime
+from .lite_arm import LiteArmRuntime
 from .onnxruntime import OnnxRuntime
 from .openvino import OpenVinoRuntime
 from .paddle import PaddleRuntime
@@ -19,6 +20,7 @@ RUNTIMES: dict[str, type[Runtime]] = {r.name: r for r in (
     PaddleRuntime,
     OnnxRuntime,
     OpenVinoRuntime,
+    LiteArmRuntime,
     LiteRuntime,
 )}
 
@@ -37,10 +39,11 @@ def detect_runtime(directory: Path) -> tuple[type[Runtime], Path] | None:
     Runtime, an IR on OpenVINO, a .nb on Lite), unless a runtime is named; None when it holds no
     model file that runtime can load here."""
     kind = artifact_kind(directory)
-    for cls in RUNTIMES.values():
+    for cls in RUNTIMES.values():  # registry order: for a Lite ARM build, its ARM kernels first
         if cls.kind == kind:
             path = cls.find_model(directory)
-            return (cls, path) if path is not None else None
+            if path is not None:
+                return cls, path
     return None
 
 

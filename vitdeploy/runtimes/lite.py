@@ -27,6 +27,21 @@ def _lite_manifest(directory: Path) -> dict:
     return lite if isinstance(lite, dict) else {}
 
 
+def _arm_hint(arch: str) -> str:
+    """What this x86 twin stands in for, and how to run the real ARM kernels instead."""
+    from ..lite.arm import ArmToolchainError, abi_for, status
+
+    try:
+        abi = abi_for(arch)
+    except ArmToolchainError:
+        return f"x86 kernels stand in for the {arch} ones"
+    if status(abi.name).ready:
+        return (f"x86 kernels stand in for the {arch} ones (asked for --runtime lite; "
+                "--runtime lite-arm runs the ARM kernels built here)")
+    return (f"x86 kernels stand in for the {arch} ones: 'vitdeploy lite setup --arm "
+            f"{abi.name}' builds the ARM kernels, which then run by default")
+
+
 class LiteRuntime(Runtime):
     name = "lite"
     suffixes = (".nb",)
@@ -78,6 +93,7 @@ class LiteRuntime(Runtime):
             twin_weights = info.get("x86_twin_weights") or "fp32"
             if twin_weights != "fp32":  # quantized ARM build: the twin rounds weights like it
                 self.detail += f", {twin_weights}"
+            self.notes.append(_arm_hint(info["arch"]))
         self._tmp = Path(tempfile.mkdtemp(prefix="vitdeploy-lite-"))
         self._proc = subprocess.Popen(lite_env.worker_command("serve"), stdin=subprocess.PIPE,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
