@@ -25,7 +25,7 @@ def main() -> None:
     test_dir = ROOT / sample["test_dir"]
     rel = {name: (OUT / name).relative_to(ROOT) for name in (
         "export", "onnx", "openvino", "lite_arm8", "onnx_int8", "onnx_dynamic_int8",
-        "openvino_int8", "lite_arm8_int8")}
+        "openvino_int8", "lite_arm8_int8", "lite_armv7")}
     first_of_each = [sorted(d.glob("*.png"))[0].relative_to(ROOT) for d in sorted(test_dir.iterdir())]
     print(f"Sample: {sample['model']} trained on scikit-learn digits "
           f"(top-1 {sample['top1']:.4f} recorded at training time)")
@@ -46,12 +46,16 @@ def main() -> None:
          sample["calib_dir"], "--out", rel["openvino_int8"], "--force")
     step("convert", rel["export"], "--to", "lite", "--arch", "arm8", "--quantize", "int8",
          "--out", rel["lite_arm8_int8"], "--force")
+    step("convert", rel["export"], "--to", "lite", "--arch", "armv7", "--out", rel["lite_armv7"],
+         "--force")
     # each result is also saved (--save) for the report at the end
     out = OUT.relative_to(ROOT)
     step("parity", *rel.values(), "--images", sample["test_dir"], "--save", out / "parity.json")
     step("eval", *rel.values(), "--data", sample["test_dir"], "--min-top1", "0.97",
          "--save", out / "eval.json")
-    # speed: each artifact in its own process, runs interleaved; Lite is its x86 twin here
+    # Lite .nb files run on Paddle Lite's ARM kernels under QEMU once 'vitdeploy lite setup --arm'
+    # (and --arm armv7) built them, else on their x86 twins (the rows say which).
+    # speed: each artifact in its own process, runs interleaved
     step("bench", *(rel[n] for n in ("export", "onnx", "openvino", "onnx_int8", "openvino_int8",
                                      "lite_arm8")), "--repeat", "5", "--save", out / "bench.json")
     # the phone bundle: .nb, labels, self-check data, C++ demo, build/run scripts (its table lists

@@ -68,14 +68,17 @@ def x86(sample_export, sample, tmp_path_factory):
 # --- fast: the registry, the synthetic images, the wheel's package data ------------------------
 
 def test_targets_and_release_archives():
-    assert list(DEVICES) == ["android-arm8", "android-armv7", "linux-arm64", "linux-x86"]
-    assert [get_device(t).arch for t in DEVICES] == ["arm8", "armv7", "arm8", "x86"]
+    assert list(DEVICES) == ["android-arm8", "android-armv7", "linux-arm64", "linux-armhf",
+                             "linux-x86"]
+    assert [get_device(t).arch for t in DEVICES] == ["arm8", "armv7", "arm8", "armv7", "x86"]
     a8 = get_device("android-arm8")
     assert a8.archive(True) == "inference_lite_lib.android.armv8.clang.c++_shared.with_extra.with_cv.tar.gz"
     assert get_device("android-armv7").archive(False) == \
         "inference_lite_lib.android.armv7.clang.c++_shared.with_cv.tar.gz"
     assert get_device("linux-arm64").archive(True) == \
         "inference_lite_lib.armlinux.armv8.gcc.with_extra.with_cv.tar.gz"
+    assert get_device("linux-armhf").archive(True) == \
+        "inference_lite_lib.armlinux.armv7hf.gcc.with_extra.with_cv.tar.gz"
     assert get_device("linux-x86").archive(True) is None  # links the paddlelite wheel's lite.so
     assert a8.archive_url("v2.13-rc", True) == ("https://github.com/PaddlePaddle/Paddle-Lite/releases/"
                                                 "download/v2.13-rc/" + a8.archive(True))
@@ -147,7 +150,8 @@ def test_bad_input_is_one_line_and_writes_nothing(case, sample_export, tmp_path)
     args = [sample_export, "--target", "android-arm8", "--out", out]
     needles: tuple[str, ...]
     if case == "unknown-target":
-        args[2], needles = "ios-arm8", ("ios-arm8", "android-arm8, android-armv7, linux-arm64, linux-x86")
+        args[2], needles = "ios-arm8", ("ios-arm8", "android-arm8, android-armv7, linux-arm64, "
+                                        "linux-armhf, linux-x86")
     elif case == "other-arch":
         lite = _fake_artifact(sample_export, tmp_path / "lite", {"format": "lite",
                               "lite": {"arch": "arm8"}}, "model.nb")
@@ -393,31 +397,33 @@ def test_linux_x86_bundle_builds_and_passes_its_selfcheck(x86, tmp_path):
 
 
 @pytest.mark.slow
-def test_linux_arm64_bundle_runs_on_the_arm_kernels(sample, sample_export, tmp_path):
-    """The linux-arm64 bundle, unzipped: its unchanged C++ source cross-built by its own build.sh
-    against the light library built from source ('vitdeploy lite setup --arm'), then
+@pytest.mark.parametrize("target,abi", [("linux-arm64", "armv8"), ("linux-armhf", "armv7")])
+def test_arm_linux_bundle_runs_on_the_arm_kernels(sample, sample_export, tmp_path, target, abi):
+    """The ARM Linux bundle, unzipped: its unchanged C++ source cross-built by its own build.sh
+    against the light library built from source ('vitdeploy lite setup --arm ABI'), then
     'run.sh --selfcheck' under QEMU: passes; a perturbed model.nb fails it (exit 2)."""
     from vitdeploy.bundles import native_build as native
+    from vitdeploy.bundles import sysroot
     from vitdeploy.lite import arm
 
-    st = arm.status("armv8")
+    st = arm.status(abi)
     if not st.ready:
-        pytest.skip(f"ARM kernels (armv8) {st.problem}: 'make arm-check' builds them")
+        pytest.skip(f"ARM kernels ({abi}) {st.problem}: 'make arm-check' builds them")
     try:
-        native.arm64_sysroot()  # Debian's arm64 OpenCV, unpacked privately (debootstrap)
-    except native.NativeToolError as e:
-        pytest.skip(f"no arm64 sysroot for the bundle's OpenCV: {e}")
-    result = package(sample_export, "linux-arm64", tmp_path / "board.zip",
+        sysroot.sysroot(target)  # Debian's OpenCV for the target, unpacked privately (debootstrap)
+    except sysroot.SysrootError as e:
+        pytest.skip(f"no {target} sysroot for the bundle's OpenCV: {e}")
+    result = package(sample_export, target, tmp_path / "board.zip",
                      images=ROOT / sample["test_dir"])
     bundle = _unzip(Path(result.path), tmp_path)
     lib = Path(st.dir)
-    native.build(bundle, tmp_path / "build", "linux-arm64", paddle_lite_dir=lib, timeout=1800)
-    p = native.run_bundle(bundle, tmp_path / "build", "linux-arm64", "--selfcheck",
+    native.build(bundle, tmp_path / "build", target, paddle_lite_dir=lib, timeout=1800)
+    p = native.run_bundle(bundle, tmp_path / "build", target, "--selfcheck",
                           paddle_lite_dir=lib)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "selfcheck passed: 8 images" in p.stdout
     img = sorted((ROOT / sample["test_dir"] / "4").glob("*.png"))[0]
-    p = native.run_bundle(bundle, tmp_path / "build", "linux-arm64", str(img), paddle_lite_dir=lib)
+    p = native.run_bundle(bundle, tmp_path / "build", target, str(img), paddle_lite_dir=lib)
     top1 = next(ln for ln in p.stdout.splitlines() if ln.strip().startswith("1. "))
     assert p.returncode == 0 and top1.endswith("(class 4)"), p.stdout + p.stderr
     from vitdeploy.checkpoint import safe_load  # a well-formed model that computes something else
@@ -430,6 +436,6 @@ def test_linux_arm64_bundle_runs_on_the_arm_kernels(sample, sample_export, tmp_p
     flipped[::2] *= -1
     nb[at:at + w.nbytes] = flipped.tobytes()
     (bundle / "model.nb").write_bytes(bytes(nb))
-    p = native.run_bundle(bundle, tmp_path / "build", "linux-arm64", "--selfcheck",
+    p = native.run_bundle(bundle, tmp_path / "build", target, "--selfcheck",
                           paddle_lite_dir=lib)
     assert p.returncode == 2, p.stdout + p.stderr

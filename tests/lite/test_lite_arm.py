@@ -119,6 +119,28 @@ def test_bad_nb_files_are_one_line(sample_lite_arm8, tmp_path, sample):
                                   timeout=600), "model.nb")
 
 
+def test_an_arm_nb_given_to_the_x86_runner_is_one_line(sample_lite_arm8, tmp_path, sample):
+    img = sorted((ROOT / sample["test_dir"] / "1").glob("*.png"))[0]
+    swapped = tmp_path / "swapped"  # the arm8 .nb where the x86 twin should be
+    shutil.copytree(sample_lite_arm8, swapped)
+    shutil.copyfile(swapped / "model.nb", swapped / "model.x86.nb")
+    assert_one_line_error(run_cli("predict", swapped, img, "--runtime", "lite", "--no-verify",
+                                  timeout=600), "model.x86.nb is not an x86 .nb")
+
+
+def test_a_missing_emulator_is_one_line(sample_lite_arm8, sample, monkeypatch):
+    if arm.native(arm.ABIS["armv8"]):
+        pytest.skip("an aarch64 host runs the ARM kernels without an emulator")
+    if not arm.status("armv8").ready:
+        pytest.skip("ARM kernels (armv8) not built: 'make arm-check' builds them")
+    which = arm.shutil.which
+    monkeypatch.setattr(arm.shutil, "which",
+                        lambda cmd, *a, **k: None if cmd.startswith("qemu") else which(cmd, *a, **k))
+    img = sorted((ROOT / sample["test_dir"] / "1").glob("*.png"))[0]
+    r = invoke("predict", sample_lite_arm8, img, "--runtime", "lite-arm", "--no-verify")
+    assert_one_line_error(r, "qemu-aarch64-static not found", "qemu-user-static")
+
+
 @needs_armv7
 def test_armv7_kernels(sample_export, tmp_path, sample):
     out = tmp_path / "armv7"

@@ -45,9 +45,10 @@ def sections(target: Device, ctx: dict[str, Any]) -> dict[str, str]:
             "and `selfcheck/` to `/data/local/tmp/<this folder's name>` with adb, pushes the "
             "images you name, and runs the demo there."),
         "verification": ctx["verification"] + (
-            " Not verified: running on a phone, or against Paddle Lite's Android library, since "
-            "neither is available where vitdeploy is tested; `./run.sh --selfcheck` on the "
-            "phone is that check."),
+            " That proves, for Android, this C++ source and Paddle Lite's ARM kernels on this "
+            "kind of `.nb`. Not verified: the NDK build (clang, libc++, `android-21`), Paddle "
+            "Lite's Android library, and a phone, none of which is available where vitdeploy is "
+            "tested; `./run.sh --selfcheck` on the phone is that check."),
     }
 
 
@@ -59,32 +60,48 @@ ANDROID = (
 )
 
 
-def _arm64(target: Device, ctx: dict[str, Any]) -> dict[str, str]:
+# per ARM Linux target: (GNU triple, Debian arch, `vitdeploy lite setup --arm` ABI, boards)
+_ARM_LINUX = {"linux-arm64": ("aarch64-linux-gnu", "arm64", "armv8",
+                              "Debian, Ubuntu, Armbian, Raspberry Pi OS 64-bit"),
+              "linux-armhf": ("arm-linux-gnueabihf", "armhf", "armv7",
+                              "Debian, Armbian, Raspberry Pi OS 32-bit")}
+
+
+def _arm_linux(target: Device, ctx: dict[str, Any]) -> dict[str, str]:
     lib_root = ctx["lib_root"]
+    triple, debarch, abi, boards = _ARM_LINUX[target.name]
     return {
         "opencv": ("The demo decodes and resizes with OpenCV 4 (core, imgproc, imgcodecs): on the "
-                   "board `sudo apt install libopencv-dev` (Debian, Ubuntu, Armbian, Raspberry Pi "
-                   "OS 64-bit). A cross build needs an aarch64 OpenCV: Debian's "
-                   "`libopencv-dev:arm64` (multiarch), or `OpenCV_DIR` pointing at one."),
+                   f"board `sudo apt install libopencv-dev` ({boards}). A cross build needs an "
+                   f"OpenCV built for {debarch}: `OpenCV_DIR` pointing at one, or Debian's "
+                   f"`libopencv-dev:{debarch}` (multiarch; it conflicts with the host's amd64 "
+                   "OpenCV, so vitdeploy's tests unpack Debian's packages into a private sysroot "
+                   "instead)."),
         "build": (
             "On the board (g++ and CMake 3.10+), in this folder:\n\n"
             "```sh\n"
             f"PADDLE_LITE_DIR=/path/to/{lib_root}/cxx ./build.sh\n"
             "```\n\n"
-            "On an x86-64 host the same command cross-compiles with `aarch64-linux-gnu-g++` "
-            "(`sudo apt install g++-aarch64-linux-gnu`); then copy this whole folder, with "
+            f"On an x86-64 host the same command cross-compiles with `{triple}-g++` "
+            f"(`sudo apt install g++-{triple}`); then copy this whole folder, with "
             f"`build/{target.name}/`, to the board. The demo lands in "
-            f"`build/{target.name}/vitdeploy_demo`, with `libpaddle_light_api_shared.so` beside it."),
+            f"`build/{target.name}/vitdeploy_demo`, with `libpaddle_light_api_shared.so` beside it. "
+            f"`vitdeploy lite setup --arm {abi}` builds the same Paddle Lite "
+            f"{ctx['opt_version']} light library from source (no download): its folder, shown "
+            "by `vitdeploy doctor`, works as `PADDLE_LITE_DIR`."),
         "run": (
             "On the board, in this folder:\n\n"
             "```sh\n"
             "./run.sh path/to/image.jpg        # top-5 with labels, and the time per run\n"
             "./run.sh --selfcheck              # the check below; exit code 0 = passed\n"
-            "```"),
+            "```\n\n"
+            "On an x86-64 host `run.sh` runs the demo under QEMU user-mode emulation "
+            "(`qemu-user-static`; `QEMU_LD_PREFIX` names the target's libraries): the ARM "
+            "kernels' results, not the board's speed."),
         "verification": ctx["verification"] + (
-            " Not verified: running on an aarch64 board, or against Paddle Lite's armlinux "
-            "library, since neither is available where vitdeploy is tested; "
-            "`./run.sh --selfcheck` on the board is that check."),
+            " Not verified: running on a real board (QEMU executes the same instructions, but "
+            "not on the board's CPU, kernel or libraries); `./run.sh --selfcheck` on the board is "
+            "that check."),
     }
 
 
@@ -115,7 +132,9 @@ def _x86(target: Device, ctx: dict[str, Any]) -> dict[str, str]:
 
 LINUX = (
     Device("linux-arm64", "linux", "arm8", "aarch64", "an aarch64 Linux board (arm64)",
-           "armlinux.armv8.gcc", _arm64),
+           "armlinux.armv8.gcc", _arm_linux),
+    Device("linux-armhf", "linux", "armv7", "armhf", "a 32-bit ARM Linux board (armhf, ARMv7 NEON)",
+           "armlinux.armv7hf.gcc", _arm_linux),
     Device("linux-x86", "linux", "x86", "x86_64", "an x86-64 Linux machine", None, _x86),
 )
 

@@ -2,23 +2,27 @@
 
 x86: the ``paddlelite`` wheel's ``lite.so`` (in the Lite toolchain, see ``vitdeploy.lite.env``)
 exports Paddle Lite's C++ light API, so the demo builds against it with the v2.13-rc public
-headers and runs the x86 twin ``.nb``. ARM: no Paddle Lite library for ARM exists here, so the
-demo is compiled with ``aarch64-linux-gnu-g++`` and its link is checked: every symbol left
-unresolved after libc/libstdc++ must be Paddle Lite's or OpenCV's.
+headers and runs the x86 twin ``.nb``. ARM Linux: the bundle's build.sh cross-compiles against the
+light library ``vitdeploy lite setup --arm`` builds from source and the target's OpenCV from a
+private Debian sysroot (``sysroot``); run.sh runs it under QEMU. Without that library, the demo is
+compiled with ``aarch64-linux-gnu-g++`` and its link is checked: every symbol left unresolved
+after libc/libstdc++ must be Paddle Lite's or OpenCV's (``cross_check_aarch64``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import platform
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import VitdeployError
 from ..lite import env as lite_env
+from . import sysroot
 
 HEADERS_ENV = "VITDEPLOY_LITE_HEADERS"
 HEADER_FILES = ("paddle_api.h", "paddle_place.h")
@@ -29,6 +33,9 @@ EXE = "vitdeploy_demo"
 # names, typeinfo/vtable of their classes)
 _ALLOWED_PREFIXES = {"paddle::lite_api": ("_ZN6paddle8lite_api", "_ZNK6paddle8lite_api"),
                      "cv": ("_ZN2cv", "_ZNK2cv", "_ZTIN2cv", "_ZTVN2cv")}
+
+
+T = TypeVar("T")
 
 
 class NativeToolError(VitdeployError):
@@ -151,9 +158,9 @@ def build(bundle_dir: Path, build_dir: Path, target: str = "linux-x86",
         paddle_lite_dir = x86_sdk(build_dir / "paddle-lite-x86")
     env = {**os.environ, "PADDLE_LITE_DIR": str(paddle_lite_dir), "TARGET": target,
            "BUILD_DIR": str(build_dir / target)}
-    if target == "linux-arm64" and "OpenCV_DIR" not in os.environ \
-            and platform.machine() != "aarch64":
-        env.update(arm64_build_env(build_dir))
+    cross = sysroot.CROSS.get(target)
+    if cross and "OpenCV_DIR" not in os.environ and platform.machine() != cross.machine:
+        env.update(_sysroot_call(sysroot.build_env, target, _opencv_include(), build_dir))
     try:
         p = subprocess.run(["bash", str(script)], cwd=bundle_dir, env=env, capture_output=True,
                            text=True, timeout=timeout)
@@ -165,111 +172,16 @@ def build(bundle_dir: Path, build_dir: Path, target: str = "linux-x86",
     return exe
 
 
-# OpenCV for the demo; libgomp1 for Paddle Lite's ARM library (built with OpenMP)
-SYSROOT_PACKAGES = ("libopencv-core406", "libopencv-imgproc406", "libopencv-imgcodecs406",
-                    "libstdc++6", "libgomp1")
-OPENCV_MODULES = ("core", "imgproc", "imgcodecs")
-
-
-def _debian_release() -> tuple[str, str]:
-    """(codename, mirror) of this Debian machine, from /etc/os-release and apt's sources."""
-    release = dict(line.split("=", 1) for line in Path("/etc/os-release").read_text().splitlines()
-                   if "=" in line)
-    codename = release.get("VERSION_CODENAME", "").strip('"')
-    mirror = "http://deb.debian.org/debian"
-    uris: list[str] = []
-    for src in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]:
-        try:
-            text = src.read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():  # deb822 "URIs:" and one-line "deb URL" entries
-            m = re.match(r"^\s*(?:URIs:|deb(?:\s+\[[^]]*\])?)\s+(\S+)", line)
-            if m:
-                uris.append(m.group(1).rstrip("/"))
-    mirror = next((u for u in uris if u.endswith("/debian")), mirror)
-    if not codename:
-        raise NativeToolError("not a Debian machine (no VERSION_CODENAME in /etc/os-release): the "
-                              "arm64 sysroot is Debian's")
-    return codename, mirror
-
-
-def arm64_sysroot() -> Path:
-    """A private arm64 sysroot with Debian's own OpenCV (core, imgproc, imgcodecs) and their
-    libraries: debootstrap's first stage (download and unpack, nothing run) into the cache, plus
-    the packages it fetched, unpacked. Nothing is installed on this machine: Debian's multiarch
-    ``libopencv-*:arm64`` packages conflict with the amd64 OpenCV (libgdal is not multi-arch), so
-    installing them would remove this machine's OpenCV. ~700 MB, ~1 minute, once."""
-    codename, mirror = _debian_release()
-    key = hashlib.sha256(" ".join((*SYSROOT_PACKAGES, "alternatives")).encode()).hexdigest()[:8]
-    root = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "vitdeploy" / \
-        f"sysroot-arm64-{codename}-{key}"
-    if (root / ".complete").is_file():
-        return root
-    debootstrap = _require_tool("debootstrap", "install debootstrap (Debian: apt-get install "
-                                "debootstrap; it needs root)")
-    tmp = root.with_name(root.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    p = subprocess.run([debootstrap, "--foreign", "--arch=arm64", "--variant=minbase",
-                        f"--include={','.join(SYSROOT_PACKAGES)}", codename, str(tmp), mirror],
-                       capture_output=True, text=True, timeout=1800)
-    if p.returncode != 0:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise NativeToolError(f"debootstrap of the arm64 sysroot failed: {_tail(p.stdout + p.stderr)}")
-    for deb in sorted((tmp / "var" / "cache" / "apt" / "archives").glob("*.deb")):
-        subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp)], check=True, capture_output=True)
-    # what the packages' postinst scripts would do (never run here): the alternatives that
-    # put BLAS and LAPACK where the loader looks
-    libdir = tmp / "usr" / "lib" / "aarch64-linux-gnu"
-    for alt in ("blas", "lapack"):
-        for so in sorted((libdir / alt).glob("lib*.so.*")):
-            if not (libdir / so.name).exists():
-                (libdir / so.name).symlink_to(Path(alt) / so.name)
-    (tmp / ".complete").write_text(f"{codename} {mirror}\n")
-    shutil.rmtree(root, ignore_errors=True)
-    tmp.rename(root)
-    return root
-
-
-def sysroot_opencv_dir(sysroot: Path, work: Path) -> Path:
-    """An ``OpenCV_DIR`` naming the sysroot's three OpenCV modules (Debian's arm64 builds) with
-    this machine's OpenCV headers (the same Debian release, the same OpenCV version)."""
-    libdir = sysroot / "usr" / "lib" / "aarch64-linux-gnu"
-    libs = [next(iter(sorted(libdir.glob(f"libopencv_{m}.so.*"))), None) for m in OPENCV_MODULES]
-    if not all(libs):
-        raise NativeToolError(f"{sysroot} has no arm64 OpenCV; remove it and retry")
-    out = Path(work) / "opencv-arm64"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "OpenCVConfig.cmake").write_text(
-        "# Debian's arm64 OpenCV (core, imgproc, imgcodecs) in vitdeploy's private sysroot\n"
-        "set(OpenCV_FOUND TRUE)\nset(OpenCV_VERSION 4)\n"
-        f"set(OpenCV_INCLUDE_DIRS {_opencv_include()})\n"
-        f"set(OpenCV_LIBS {' '.join(map(str, libs))})\n")
-    return out
-
-
-def arm64_build_env(work: Path) -> dict[str, str]:
-    """What build.sh and run.sh need for linux-arm64 on an x86 host: the sysroot's OpenCV for
-    the link (and the sysroot's libraries to resolve theirs), and the sysroot for QEMU."""
-    sysroot = arm64_sysroot()
-    # every folder of shared libraries (libgdal's libogdi sits in .../aarch64-linux-gnu/ogdi): the
-    # cross linker resolves the OpenCV libraries' own dependencies there
-    libdirs = sorted({p.parent for top in ("lib", "usr/lib") for p in (sysroot / top).rglob("*.so*")
-                      if p.is_file()})
-    return {"OpenCV_DIR": str(sysroot_opencv_dir(sysroot, work)),
-            "LDFLAGS": "-Wl,-rpath-link," + ":".join(map(str, libdirs)),
-            "QEMU_LD_PREFIX": str(sysroot)}
-
-
 def run_bundle(bundle_dir: Path, build_dir: Path, target: str, *args: str,
                paddle_lite_dir: Path | None = None, timeout: float = 900
                ) -> subprocess.CompletedProcess:
-    """Run a built demo through the bundle's own run.sh (linux-arm64 on an x86 host: under QEMU,
+    """Run a built demo through the bundle's own run.sh (ARM Linux on an x86 host: under QEMU,
     as run.sh does it), with ``paddle_lite_dir``'s libraries."""
     env = {**os.environ, "TARGET": target, "BUILD_DIR": str(Path(build_dir).resolve() / target),
            "GLOG_minloglevel": "3"}
-    if target == "linux-arm64" and platform.machine() != "aarch64" and "QEMU_LD_PREFIX" not in env:
-        env["QEMU_LD_PREFIX"] = str(arm64_sysroot())
+    cross = sysroot.CROSS.get(target)
+    if cross and platform.machine() != cross.machine and "QEMU_LD_PREFIX" not in env:
+        env["QEMU_LD_PREFIX"] = str(_sysroot_call(sysroot.sysroot, target))
     if paddle_lite_dir is not None:
         env["PADDLE_LITE_DIR"] = str(paddle_lite_dir)
     return subprocess.run(["bash", str(Path(bundle_dir) / "run.sh"), *map(str, args)],
@@ -285,6 +197,13 @@ def run_demo(exe: Path, bundle_dir: Path, *args: str, timeout: float = 300,
            "GLOG_minloglevel": "3", "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     return subprocess.run([str(exe), "--bundle", str(bundle_dir), *map(str, args)],
                           capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def _sysroot_call(fn: Callable[..., T], *args: object) -> T:
+    try:
+        return fn(*args)
+    except sysroot.SysrootError as e:  # a missing tool or sysroot: skip-worthy, as the others
+        raise NativeToolError(str(e)) from None
 
 
 def _opencv_include() -> Path:

@@ -106,8 +106,10 @@ def _verification(src: BundleSource, config: dict[str, Any]) -> str:
         f"Paddle Lite {src.nb.opt_version} (the `paddlelite` wheel's `lite.so`) and run its "
         "`--selfcheck` against an x86 `.nb` of a sample model: it passes (preprocessing within one "
         "grey level of the Python preprocessing, outputs within the parity tolerances). They also "
-        "compile the source for aarch64 with `aarch64-linux-gnu-g++` and link-check the objects "
-        "against Paddle Lite's C++ API headers.")
+        "cross-build it for linux-arm64 and linux-armhf with its own `build.sh` against Paddle "
+        f"Lite {src.nb.opt_version}'s ARM light library built from source (`vitdeploy lite setup "
+        "--arm`) and run `./run.sh --selfcheck` under QEMU user-mode emulation on the sample "
+        "model: it passes, and fails (exit 2) once the model's weights are perturbed.")
 
 
 def render_readme(template: str, src: BundleSource, config: dict[str, Any],

@@ -179,13 +179,21 @@ def lite_setup(force: bool = typer.Option(False, "--force", help="Recreate (or r
 
 
 def _arm_setup(abi: str, force: bool, full: bool):
-    """The ARM build, with a progress bar and an estimate on a terminal."""
+    """The ARM build, with a progress bar and an estimate on a terminal; in a log (CI), one
+    line per step and per tenth of the compile."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from ..lite.arm import setup
 
     if not err.is_terminal:
-        return setup(abi, force=force, full=full)
+        last = [-1.0, ""]
+
+        def log(done: float, msg: str) -> None:
+            step = msg.split(":")[0]
+            if step != last[1] or done - last[0] >= 0.1:
+                err.print(f"{abi}: {msg}", soft_wrap=True, highlight=False)
+                last[:] = [done, step]
+        return setup(abi, force=force, full=full, progress=log)
     with Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as bar:
         task = bar.add_task(f"building the {abi} ARM kernels", total=1.0)

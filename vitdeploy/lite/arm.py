@@ -61,6 +61,7 @@ class Abi:
     machine: str  # platform.machine() of a host that runs it natively
     nb_arches: tuple[str, ...]  # the .nb arches (convert --arch) its kernels run
     packages: tuple[str, ...]  # Debian packages of the cross compiler and the emulator
+    cmake_extra: tuple[str, ...] = ()  # ABI-specific build flags
 
     @property
     def cxx(self) -> str:
@@ -71,7 +72,13 @@ ABIS = {a.name: a for a in (
     Abi("armv8", "armv8", "aarch64-linux-gnu", "qemu-aarch64-static", "aarch64", ("arm8",),
         ("g++-aarch64-linux-gnu", "qemu-user-static", "cmake")),
     Abi("armv7", "armv7hf", "arm-linux-gnueabihf", "qemu-arm-static", "armv7l", ("armv7",),
-        ("g++-arm-linux-gnueabihf", "qemu-user-static", "cmake")),
+        ("g++-arm-linux-gnueabihf", "qemu-user-static", "cmake"),
+        # Tailoring copies every `using` alias of a kernel file without its #ifdef guard, so the
+        # fp16 aliases need the float16_t type, which 32-bit arm_neon.h only declares with an
+        # fp16 format (a type; no float32 code changes). -marm: in Debian's default Thumb-2
+        # mode gcc 12 cannot give the depthwise-conv asm its registers ("impossible
+        # constraints"); ARM mode can, and interworks with Thumb callers.
+        ("-DCMAKE_CXX_FLAGS=-mfp16-format=ieee -marm", "-DCMAKE_C_FLAGS=-marm")),
 )}
 
 
@@ -105,7 +112,7 @@ def tailored_ops() -> set[str]:
 
 
 def _flags(abi: Abi, tailored: bool) -> list[str]:
-    extra = [f"-DARM_TARGET_ARCH_ABI={abi.cmake_abi}"]
+    extra = [f"-DARM_TARGET_ARCH_ABI={abi.cmake_abi}", *abi.cmake_extra]
     if tailored:  # LITE_OPTMODEL_DIR: the lists under Paddle Lite's names, written by setup
         extra += ["-DLITE_BUILD_TAILOR=ON", "-DLITE_OPTMODEL_DIR=<tailoring>"]
     return [*CMAKE_FLAGS, *extra]
@@ -113,7 +120,8 @@ def _flags(abi: Abi, tailored: bool) -> list[str]:
 
 def build_key(abi: Abi, tailored: bool = True) -> str:
     lists = "".join((TAILORING / n).read_text() for n in TAILORING_LISTS) if tailored else "full"
-    flags = hashlib.sha256(" ".join((SOURCE_SHA256, abi.cmake_abi, *CMAKE_FLAGS, lists,
+    flags = hashlib.sha256(" ".join((SOURCE_SHA256, abi.cmake_abi, *CMAKE_FLAGS,
+                                     *abi.cmake_extra, lists,
                                      RUNNER_SOURCE.read_bytes().hex())).encode()).hexdigest()
     return f"{VERSION}-{abi.name}-{'tailored' if tailored else 'full'}-{flags[:12]}"
 
@@ -202,14 +210,9 @@ def _check_source() -> None:
                                 "vitdeploy")
 
 
-# Objects 'make publish_inference' compiles (measured: 527 for armv8 with these flags); the
-# makefiles list more (targets the publish does not build), so progress uses the measured count.
-EXPECTED_OBJECTS = 527
-
-
-def _objects_to_build(build: Path) -> int:
-    """How many objects the build compiles, for progress and its estimate of the time left."""
-    return EXPECTED_OBJECTS
+# Objects 'make publish_inference' compiles with these flags (measured on armv8; armv7 within a
+# few): the makefiles list more (targets the publish does not build), so progress counts these.
+EXPECTED_OBJECTS = {True: 168, False: 527}  # tailored, full
 
 
 def _run(cmd: list[str], cwd: Path, log: Path, what: str, env: dict | None = None,
@@ -270,7 +273,7 @@ def setup(abi_name: str = "armv8", force: bool = False, jobs: int | None = None,
             (lists / sources).write_text("".join(f"{b}\n" for _, b in pairs))
         flags = [f.replace("<tailoring>", str(lists)) for f in _flags(abi, not full)]
         _run(["cmake", "..", *flags, *launcher], build, log, "configuring Paddle Lite")
-        total, done = _objects_to_build(build), 0
+        total, done = EXPECTED_OBJECTS[not full], 0
 
         def on_line(line: str) -> None:
             nonlocal done

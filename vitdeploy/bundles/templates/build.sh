@@ -51,22 +51,27 @@ case "$target" in
     args+=("-DCMAKE_TOOLCHAIN_FILE=$toolchain" "-DANDROID_ABI=$abi" -DANDROID_PLATFORM=android-21
       -DANDROID_STL=c++_shared)
     ;;
-  linux-arm64)
-    if [ "$(uname -m)" != aarch64 ]; then
-      command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 ||
-        die "cross-compiling for $target needs aarch64-linux-gnu-g++ (Debian: g++-aarch64-linux-gnu)"
-      args+=(-DCMAKE_SYSTEM_NAME=Linux -DCMAKE_SYSTEM_PROCESSOR=aarch64
-        -DCMAKE_C_COMPILER=aarch64-linux-gnu-gcc -DCMAKE_CXX_COMPILER=aarch64-linux-gnu-g++)
+  linux-arm64 | linux-armhf)
+    if [ "$target" = linux-arm64 ]; then
+      triple=aarch64-linux-gnu machine=aarch64 processor=aarch64 pkg=g++-aarch64-linux-gnu debarch=arm64
+    else
+      triple=arm-linux-gnueabihf machine=armv7l processor=armv7l pkg=g++-arm-linux-gnueabihf debarch=armhf
+    fi
+    if [ "$(uname -m)" != "$machine" ]; then
+      command -v "$triple-g++" >/dev/null 2>&1 ||
+        die "cross-compiling for $target needs $triple-g++ (Debian: $pkg)"
+      args+=(-DCMAKE_SYSTEM_NAME=Linux "-DCMAKE_SYSTEM_PROCESSOR=$processor"
+        "-DCMAKE_C_COMPILER=$triple-gcc" "-DCMAKE_CXX_COMPILER=$triple-g++")
       if [ -z "${OpenCV_DIR:-}" ]; then
-        multiarch=/usr/lib/aarch64-linux-gnu/cmake/opencv4
-        [ -f "$multiarch/OpenCVConfig.cmake" ] || die "set OpenCV_DIR to an aarch64 OpenCV build" \
-          "(or install Debian's libopencv-dev:arm64)"
+        multiarch="/usr/lib/$triple/cmake/opencv4"
+        [ -f "$multiarch/OpenCVConfig.cmake" ] || die "set OpenCV_DIR to an OpenCV built for" \
+          "$target (or install Debian's libopencv-dev:$debarch)"
         args+=("-DOpenCV_DIR=$multiarch")
       fi
     fi
     ;;
   linux-x86) ;;
-  *) die "unknown target '$target' (android-arm8, android-armv7, linux-arm64, linux-x86)" ;;
+  *) die "unknown target '$target' (android-arm8, android-armv7, linux-arm64, linux-armhf, linux-x86)" ;;
 esac
 
 echo "build.sh: building vitdeploy_demo for $target in $build_dir"

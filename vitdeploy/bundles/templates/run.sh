@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run vitdeploy_demo (built by ./build.sh): on the phone through adb for android targets (the
 # bundle, the executable and its libraries go to /data/local/tmp/<bundle name>), in place for
-# linux targets (linux-arm64 on an x86 host: under QEMU user-mode emulation, qemu-aarch64-static).
+# linux targets (linux-arm64 / linux-armhf on an x86 host: under QEMU user-mode emulation).
 # Arguments pass through: ./run.sh IMAGE...   ./run.sh --selfcheck
 # Local image files are pushed and --dump-input/--dump-output files pulled back.
 set -euo pipefail
@@ -23,18 +23,23 @@ exe="$build_dir/vitdeploy_demo"
 [ -x "$exe" ] || die "no $exe: run ./build.sh first"
 
 case "$target" in
-  linux-arm64)
+  linux-arm64 | linux-armhf)
+    if [ "$target" = linux-arm64 ]; then
+      triple=aarch64-linux-gnu machine=aarch64 emulator=qemu-aarch64 loader=/lib/ld-linux-aarch64.so.1
+    else
+      triple=arm-linux-gnueabihf machine=armv7l emulator=qemu-arm loader=/lib/ld-linux-armhf.so.3
+    fi
     export LD_LIBRARY_PATH="$build_dir${PADDLE_LITE_DIR:+:$PADDLE_LITE_DIR/lib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-    if [ "$(uname -m)" = aarch64 ]; then
+    if [ "$(uname -m)" = "$machine" ]; then
       exec "$exe" --bundle "$HERE" "$@"
     fi
-    qemu="$(command -v qemu-aarch64-static || command -v qemu-aarch64 || true)"
-    [ -n "$qemu" ] || die "running the $target demo on $(uname -m) needs qemu-aarch64-static" \
+    qemu="$(command -v "$emulator-static" || command -v "$emulator" || true)"
+    [ -n "$qemu" ] || die "running the $target demo on $(uname -m) needs $emulator-static" \
       "(Debian: qemu-user-static), or run it on the board"
-    # the aarch64 loader and libraries: the host's multiarch ones (libopencv-dev:arm64 brings
-    # them), else the cross compiler's sysroot
-    if [ ! -e /lib/ld-linux-aarch64.so.1 ] && [ -z "${QEMU_LD_PREFIX:-}" ]; then
-      export QEMU_LD_PREFIX=/usr/aarch64-linux-gnu
+    # the target's loader and libraries: $QEMU_LD_PREFIX (a sysroot), else the host's multiarch
+    # ones, else the cross compiler's
+    if [ ! -e "$loader" ] && [ -z "${QEMU_LD_PREFIX:-}" ]; then
+      export QEMU_LD_PREFIX="/usr/$triple"
     fi
     exec "$qemu" "$exe" --bundle "$HERE" "$@"
     ;;
