@@ -222,6 +222,9 @@ def _render_arm(rows: list[dict]) -> list[str]:
     ]
     for r in rows:
         a = r["arm"]
+        if "error" in a:
+            lines.append(f"| {r['model']} | {a['error']} |||||||| **FAIL** |")
+            continue
         f, q, v7 = a["arm8"], a["arm8_int8"], a.get("armv7")
         armv7 = f"{v7['cosine_min']:.7f}" if v7 else "-"
         lines.append(
@@ -260,7 +263,11 @@ def main() -> int:
                 cached.write_text(json.dumps(row, indent=2))
             if args.arm and "arm" not in row and (not args.only or name in args.only):
                 print(f"[{i + 1}/{len(names)}] {name} on the ARM kernels ...", flush=True)
-                row["arm"] = run_arm(name, i)
+                try:
+                    row["arm"] = run_arm(name, i)
+                except Exception as e:  # a finding for the table, not the end of the run
+                    row["arm"] = {"error": f"{type(e).__name__}: {e}"[:300], "passed": False}
+                    print(f"    ARM kernels failed: {row['arm']['error']}", flush=True)
                 cached.write_text(json.dumps(row, indent=2))
             rows.append(row)
             lite = row.get("lite", {}).get("passed")

@@ -199,6 +199,15 @@ def test_arm_artifact_without_twin_explains(sample_lite_arm8, tmp_path, sample):
                           "without the x86 twin")
 
 
+def test_the_worker_takes_payloads_larger_than_an_argument():
+    """A ViT's weight-only int8 scales (DeiT-tiny: ~20k floats) outgrow one argv string (128 KiB
+    on Linux): the payload goes through stdin, so the worker answers (here: no such command)."""
+    from vitdeploy.errors import VitdeployError
+
+    with pytest.raises(VitdeployError, match="KeyError: 'no-such-command'"):
+        lite_env.run_worker("no-such-command", {"scales": [0.123456789] * 50_000})
+
+
 def _legacy_export(name: str, ckpt, dest):
     """A PaddleClas-style legacy export (inference.pdmodel from Paddle 2.6, no inference.yml)."""
     dest.mkdir()

@@ -165,9 +165,10 @@ def worker_env() -> dict[str, str]:
 
 
 def run_worker(command: str, payload: dict, timeout: float | None = None) -> dict:
-    """One worker call: JSON in (argv), JSON out (last stdout line); errors become one line."""
-    proc = subprocess.run(worker_command(command, json.dumps(payload)), capture_output=True,
-                          text=True, env=worker_env(), timeout=timeout)
+    """One worker call: JSON in (stdin: a ViT's int8 scales outgrow an argument), JSON out (last
+    stdout line); errors become one line."""
+    proc = subprocess.run(worker_command(command, "-"), input=json.dumps(payload),
+                          capture_output=True, text=True, env=worker_env(), timeout=timeout)
     lines = [ln for ln in proc.stdout.strip().splitlines() if ln.startswith("{")]
     if proc.returncode == 0 and lines:
         return json.loads(lines[-1])

@@ -289,7 +289,9 @@ COMMANDS = {"export": export, "legacy": legacy, "preflight": preflight, "optimiz
 
 
 def main() -> int:
-    command, payload = sys.argv[1], json.loads(sys.argv[2] if len(sys.argv) > 2 else "{}")
+    # the payload: "-" reads it from stdin (run_worker), else the argument itself
+    arg = sys.argv[2] if len(sys.argv) > 2 else "{}"
+    command, payload = sys.argv[1], json.loads(sys.stdin.read() if arg == "-" else arg)
     try:
         result = COMMANDS[command](payload)
     except Exception as e:
