@@ -155,7 +155,7 @@ def test_doctor(tmp_path):
     names = {c["name"]: c for c in data["components"]}
     assert names["lite toolchain"]["ok"] is True
     assert "paddlelite" in names["lite toolchain"]["version"]
-    assert {"paddle", "onnxruntime", "openvino", "lite"} == set(data["runtimes"])
+    assert {"paddle", "onnxruntime", "openvino", "lite", "lite-arm"} == set(data["runtimes"])
 
 
 def test_fp16_is_refused_when_opt_cannot_do_it(sample_export, tmp_path):

@@ -46,9 +46,9 @@ def sections(target: Device, ctx: dict[str, Any]) -> dict[str, str]:
             "images you name, and runs the demo there."),
         "verification": ctx["verification"] + (
             " That proves, for Android, this C++ source and Paddle Lite's ARM kernels on this "
-            "kind of `.nb`. Not verified: the NDK build (clang, libc++, `android-21`), Paddle "
-            "Lite's Android library, and a phone, none of which is available where vitdeploy is "
-            "tested; `./run.sh --selfcheck` on the phone is that check."),
+            "kind of `.nb`. Not verified: running on a phone, the NDK build (clang, libc++, "
+            "`android-21`) and Paddle Lite's Android library, none of which is available where "
+            "vitdeploy is tested; `./run.sh --selfcheck` on the phone is that check."),
     }
 
 
