@@ -11,6 +11,7 @@ import pytest
 from conftest import ROOT, assert_one_line_error, run_cli
 
 from vitdeploy.lite import env as lite_env
+from vitdeploy.lite.naive_buffer import read_nb
 from vitdeploy.models.loader import save_random_checkpoint
 
 pytestmark = pytest.mark.slow  # real conversions: make test, not make check
@@ -59,6 +60,8 @@ def test_weight_only_quantization(sample_export, tmp_path, sample, bits, min_cos
     assert r.code == 0, r.stderr
     info = json.loads(run_cli("inspect", out / "model.nb", "--json").stdout)
     assert info["weights_precision"] == bits and info["all_placed"]
+    nb = read_nb(out / "model.nb")  # every quantized weight sits where Lite dequantizes it
+    assert set(nb.quant_ops.values()) and nb.undequantized() == []
     if bits == "int8":
         fp32_size = (sample_export / "inference.pdiparams").stat().st_size
         assert (out / "model.nb").stat().st_size < 0.5 * fp32_size

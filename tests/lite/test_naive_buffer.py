@@ -10,7 +10,7 @@ import pytest
 from conftest import assert_one_line_error, run_cli
 
 from vitdeploy.errors import ArtifactError
-from vitdeploy.lite.naive_buffer import HEADER, KERNEL_ATTR, canonicalize_nb, read_nb
+from vitdeploy.lite.naive_buffer import HEADER, KERNEL_ATTR, NbInfo, canonicalize_nb, read_nb
 
 
 def test_arm8_file_fully_placed(sample_lite_arm8):
@@ -212,3 +212,11 @@ def test_converted_nb_header_is_canonical(sample_lite_arm8, tmp_path):
     assert junk.read_bytes() == (sample_lite_arm8 / "model.nb").read_bytes()
     canonicalize_nb(junk)
     assert read_nb(junk).opt_version == read_nb(sample_lite_arm8 / "model.nb").opt_version
+
+
+def test_weights_lite_does_not_dequantize_are_named():
+    """Lite 2.13's loader dequantizes conv / fc / mul / lookup_table weights only: a quantized
+    matmul_v2 weight would run as uninitialised floats on the phone (convert refuses it)."""
+    info = NbInfo("m.nb", 2, "v2.13-rc", [], quant_ops={"w0": "fc", "w1": "matmul_v2"})
+    assert info.undequantized() == ["matmul_v2"]
+    assert NbInfo("m.nb", 2, "v2.13-rc", [], quant_ops={"w0": "fc"}).undequantized() == []

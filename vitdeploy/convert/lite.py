@@ -15,7 +15,7 @@ from pathlib import Path
 from ..artifact import NB_TWIN, sha256
 from ..errors import ArtifactError, CheckpointError, ExportError, OptionError
 from ..lite import env as lite_env
-from ..lite.naive_buffer import canonicalize_nb, read_nb
+from ..lite.naive_buffer import DEQUANTIZED_OPS, canonicalize_nb, read_nb
 from ..options import TargetOptions, choice
 from ..quantize.recipes import get_recipe
 from .source import Source
@@ -50,6 +50,11 @@ def _build_twin(legacy: str, out: Path, arch: str, quantize: str | None) -> str:
         nb = read_nb(out / "model.nb")
         if not nb.quant_scales:
             raise ExportError(f"opt wrote no quantization scales into the {arch} .nb")
+        if nb.undequantized():  # the phone would compute with uninitialised weights
+            raise ExportError(
+                f"--quantize {quantize}: opt quantized weights of {', '.join(nb.undequantized())}, "
+                "which Paddle Lite 2.13 does not dequantize when it loads the .nb (only "
+                f"{', '.join(sorted(DEQUANTIZED_OPS))}); convert without --quantize")
         source_dir = legacy + "-twin"
         res = lite_env.run_worker("fake_quant", {
             "model_dir": legacy, "out_dir": source_dir, "bits": max(nb.quant_bits),

@@ -26,6 +26,9 @@ EXTRA_OPS = {"gelu", "layer_norm", "matmul_v2", "hard_swish", "hard_sigmoid", "s
              "assign", "top_k", "top_k_v2", "one_hot", "group_norm", "norm", "erf", "tile"}
 _VAR_TYPES = {0: "bool", 1: "int16", 2: "int32", 3: "int64", 4: "fp16", 5: "fp32", 6: "fp64",
               20: "uint8", 21: "int8"}
+# The op types whose weight-only int8/int16 weights LightPredictor::DequantizeWeight (Lite 2.13,
+# lite/api/light_api.cc) turns back into float at load; on any other op they are left unread.
+DEQUANTIZED_OPS = {"conv2d", "depthwise_conv2d", "fc", "mul", "lookup_table"}
 TARGET_PLACES = {"arm8": {"kARM", "kHost"}, "armv7": {"kARM", "kHost"}, "x86": {"kX86", "kHost"},
                  "opencl": {"kOpenCL", "kARM", "kHost"}}
 
@@ -151,6 +154,7 @@ class NbInfo:
     quant_bits: set[int] = field(default_factory=set)  # opt's weight-only quantization, if any
     # weight var -> (input slot, per-channel scales) of opt's weight-only quantization
     quant_scales: dict[str, tuple[str, list[float]]] = field(default_factory=dict)
+    quant_ops: dict[str, str] = field(default_factory=dict)  # quantized weight var -> its op type
 
     def op_counts(self) -> list[dict]:
         counts = collections.Counter((o.type, o.target, o.precision) for o in self.ops)
@@ -161,6 +165,10 @@ class NbInfo:
         allowed = TARGET_PLACES[arch]
         return sorted({o.type for o in self.ops
                        if o.type not in ("feed", "fetch") and o.target not in allowed})
+
+    def undequantized(self) -> list[str]:
+        """Op types holding weight-only quantized weights that Lite's loader leaves quantized."""
+        return sorted({t for t in self.quant_ops.values() if t not in DEQUANTIZED_OPS})
 
     def needs_extra(self) -> list[str]:
         return sorted({o.type for o in self.ops} & EXTRA_OPS)
@@ -200,7 +208,7 @@ def read_nb(path: str | Path) -> NbInfo:
     topo = _Buf(data[HEADER.size:HEADER.size + size])
     try:
         program = _Table(topo, topo.indirect(0))
-        ops, weights, bits, scales = [], collections.Counter(), set(), {}
+        ops, weights, bits, scales, qops = [], collections.Counter(), set(), {}, {}
         for block in itertools.islice(program.tables(0), 1):
             for var in block.tables(2):
                 if var.scalar(2, "?", False):  # persistable
@@ -222,6 +230,7 @@ def read_nb(path: str | Path) -> NbInfo:
                     elif name.endswith("_quant_scale"):
                         weight = name[:-len("_quant_scale")]
                         scales[weight] = (slots.get(weight, ""), attr.floats(6))
+                        qops[weight] = op.string(0) or "?"
                 parts = kernel.split("/")
                 target = parts[2] if len(parts) > 2 else "unknown"
                 precision = parts[3] if len(parts) > 3 else "unknown"
@@ -233,7 +242,7 @@ def read_nb(path: str | Path) -> NbInfo:
         raise bad from None
     if not ops:
         raise bad
-    return NbInfo(str(p), meta, opt_version, ops, dict(weights), bits, scales)
+    return NbInfo(str(p), meta, opt_version, ops, dict(weights), bits, scales, qops)
 
 
 # TargetType / PrecisionType / DataLayoutType enums of lite/api/paddle_place.h, as written in

@@ -60,8 +60,62 @@ def flatten_xshape(program: Any) -> int:
     return changed
 
 
+def _attr(op, name: str):
+    for a in op.attrs:
+        if a.name == name:
+            return a
+    return None
+
+
+def _is_bias_free_linear(block, op, persistable: set[str], biased: set[str]) -> int | None:
+    """X's rank when ``op`` is a matmul_v2 by a persistable 2-D weight, untransposed, whose output
+    gets no bias added (a bias-free ``nn.Linear``), else None."""
+    x, y, out = _args(op.inputs, "X"), _args(op.inputs, "Y"), _args(op.outputs, "Out")
+    if op.type != "matmul_v2" or not (x and y and out) or y[0] not in persistable \
+            or out[0] in biased:
+        return None
+    if any(a is not None and a.b for a in (_attr(op, "trans_x"), _attr(op, "trans_y"))):
+        return None
+    xv, yv = _var(block, x[0]), _var(block, y[0])
+    if xv is None or yv is None or len(_tensor_desc(yv.type).dims) != 2:
+        return None
+    rank = len(_tensor_desc(xv.type).dims)
+    return rank if rank >= 2 else None
+
+
+def bias_free_linear_to_fc(program: Any) -> int:
+    """A bias-free ``nn.Linear`` (ViT_small's qkv) stays a matmul_v2 in opt, and Paddle Lite
+    2.13's LightPredictor::DequantizeWeight dequantizes weight-only int8/int16 weights of conv,
+    fc, mul and lookup_table only: on the ARM kernels that matmul_v2 then reads an uninitialised
+    float buffer (ViT_small int8: cosine 0.45 against Paddle; the x86 twin, whose weights are
+    rounded in Python, does not show it). As an ``fc`` without Bias (same product, a kernel every
+    build has) its weight is dequantized."""
+    changed = 0
+    for block in program.blocks:
+        persistable = {v.name for v in block.vars if v.persistable}
+        biased = {_args(op.inputs, "X")[0] for op in block.ops if op.type == "elementwise_add"
+                  and _args(op.inputs, "X") and set(_args(op.inputs, "Y")) <= persistable}
+        for op in block.ops:
+            rank = _is_bias_free_linear(block, op, persistable, biased)
+            if rank is None:
+                continue
+            op.type = "fc"
+            for slot in op.inputs:
+                slot.parameter = {"X": "Input", "Y": "W"}.get(slot.parameter, slot.parameter)
+            keep = [a for a in op.attrs if a.name not in ("trans_x", "trans_y")]
+            del op.attrs[:]
+            op.attrs.extend(keep)
+            cols = op.attrs.add()
+            cols.name, cols.type, cols.i = "in_num_col_dims", 0, rank - 1  # AttrType INT
+            act = op.attrs.add()
+            act.name, act.type, act.s = "activation_type", 2, ""  # AttrType STRING
+            changed += 1
+    return changed
+
+
 PASSES: dict[str, Callable[[Any], int]] = {
     "flatten_xshape": flatten_xshape,
+    "bias_free_linear_to_fc": bias_free_linear_to_fc,
 }
 
 
