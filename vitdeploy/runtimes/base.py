@@ -123,3 +123,24 @@ class Runtime(ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def stop_worker(proc, quit_message: bytes | str, timeout: float) -> None:
+    """Ask a runtime's worker process to quit; kill it when it does not within ``timeout`` s."""
+    if proc is None or proc.poll() is not None:
+        return
+    import subprocess
+
+    try:
+        proc.stdin.write(quit_message)
+        proc.stdin.flush()
+        proc.wait(timeout=timeout)
+    except (OSError, subprocess.TimeoutExpired):
+        proc.kill()
+        proc.wait()
+
+
+def worker_pid(runtime: object) -> int | None:
+    """The process a runtime's model runs in, if any (bench adds its peak RSS to its own)."""
+    proc = getattr(runtime, "_proc", None)
+    return proc.pid if proc is not None else None

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..artifact import NB, NB_TWIN, read_manifest
 from ..errors import ArtifactError
-from .base import Runtime
+from .base import Runtime, stop_worker, worker_pid
 
 
 def _lite_manifest(directory: Path) -> dict:
@@ -144,19 +144,10 @@ class LiteRuntime(Runtime):
 
     @property
     def worker_pid(self) -> int | None:
-        """The process the model runs in (bench adds its peak RSS to its own)."""
-        proc = getattr(self, "_proc", None)
-        return proc.pid if proc is not None else None
+        return worker_pid(self)
 
     def close(self) -> None:
-        proc = getattr(self, "_proc", None)
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.stdin.write(json.dumps({"cmd": "quit"}) + "\n")
-                proc.stdin.flush()
-                proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
+        stop_worker(getattr(self, "_proc", None), json.dumps({"cmd": "quit"}) + "\n", timeout=10)
         self._proc = None
         if getattr(self, "_tmp", None):
             shutil.rmtree(self._tmp, ignore_errors=True)

@@ -19,7 +19,7 @@ import numpy as np
 
 from ..artifact import NB, read_manifest
 from ..errors import ArtifactError
-from .base import Runtime
+from .base import Runtime, stop_worker, worker_pid
 
 POWER_MODES = (0, 1, 2, 3)  # LITE_POWER_HIGH, LOW, FULL, NO_BIND (paddle_place.h)
 DETAIL = "ARM kernels under emulation — not phone latency"
@@ -146,19 +146,10 @@ class LiteArmRuntime(Runtime):
 
     @property
     def worker_pid(self) -> int | None:
-        proc = getattr(self, "_proc", None)
-        return proc.pid if proc is not None else None
+        return worker_pid(self)
 
     def close(self) -> None:
-        proc = getattr(self, "_proc", None)
-        if proc is not None and proc.poll() is None:
-            try:
-                proc.stdin.write(b"QUIT")
-                proc.stdin.flush()
-                proc.wait(timeout=30)
-            except (OSError, subprocess.TimeoutExpired):
-                proc.kill()
-                proc.wait()
+        stop_worker(getattr(self, "_proc", None), b"QUIT", timeout=30)
         self._proc = None
         err = getattr(self, "_err", None)
         if err is not None:
