@@ -65,13 +65,19 @@ def run_model(name: str, index: int) -> dict:
     return row
 
 
-def run_lite(name: str, index: int) -> dict:
-    work = WORK / f"{name}-lite"
+def _random_export(name: str, index: int, suffix: str) -> tuple[Path, Path]:
+    """A fresh work folder with ``name``'s seeded random checkpoint exported to work/paddle."""
+    work = WORK / f"{name}-{suffix}"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     variant = {"distillation": True} if name.startswith("LeViT") else {}
     ckpt = save_random_checkpoint(name, work / "random.pdparams", seed=index, **variant)
     export_model(name, ckpt, work / "paddle")
+    return work, ckpt
+
+
+def run_lite(name: str, index: int) -> dict:
+    work, _ = _random_export(name, index, "lite")
     res = convert(work / "paddle", "lite", work / "lite", arch="arm8")
     nb = read_nb(work / "lite" / "model.nb")
     report = run_parity(work / "paddle", [work / "lite"], batch_sizes=BATCHES, num_random=NUM_INPUTS)
@@ -130,12 +136,7 @@ def run_arm(name: str, index: int) -> dict:
     """The arm8 .nb (and its weight-only int8 build) on the ARM kernels; armv7 for ARMV7."""
     from vitdeploy.predictor import Predictor
 
-    work = WORK / f"{name}-arm"
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    variant = {"distillation": True} if name.startswith("LeViT") else {}
-    ckpt = save_random_checkpoint(name, work / "random.pdparams", seed=index, **variant)
-    export_model(name, ckpt, work / "paddle")
+    work, ckpt = _random_export(name, index, "arm")
     inputs, int8 = arm_plan(name)
     with Predictor(work / "paddle", verify=False) as p:
         size = p.input_size
