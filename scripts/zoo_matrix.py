@@ -143,7 +143,8 @@ def run_arm(name: str, index: int) -> dict:
         x = np.random.default_rng(index).standard_normal((inputs, 3, size, size),
                                                          dtype=np.float32)
         expected = np.concatenate([p.predict_batch(x[i:i + 1]) for i in range(len(x))])
-    row: dict = {"inputs": inputs}
+    top2 = np.sort(expected, axis=1)[:, -2:]
+    row: dict = {"inputs": inputs, "top2_gap": float((top2[:, 1] - top2[:, 0]).min())}
     plan = [("arm8", None), *((("arm8", "int8"),) if int8 else ()),
             *((("armv7", None),) if name in ARMV7 else ())]
     for arch, quantize in plan:
@@ -152,7 +153,7 @@ def run_arm(name: str, index: int) -> dict:
         convert(work / "paddle", "lite", out, arch=arch, quantize=quantize, weights=ckpt)
         with Predictor(out, runtime="lite", verify=False) as p:  # the x86 twin, same inputs
             twin = np.concatenate([p.predict_batch(x[i:i + 1]) for i in range(len(x))])
-        row[key] = _arm_row(work / "paddle", out, x, expected, twin if not quantize else None)
+        row[key] = _arm_row(work / "paddle", out, x, expected, twin)
         print(f"    {key}: cosine {row[key]['cosine_min']:.7f}, {row[key]['seconds']:.0f} s",
               flush=True)
     row["passed"] = all(v["passed"] and v.get("twin_agrees", True) for v in row.values()
@@ -227,7 +228,8 @@ def _render_arm(rows: list[dict]) -> list[str]:
         "source vitdeploy ships (`vitdeploy lite setup --arm`, v2.13-rc, "
         f"{b.get('compiler', 'aarch64 g++')}), run by the `lite-arm` runtime under "
         "`qemu-aarch64-static`, against Paddle Inference fp32 on the same random inputs at batch 1, "
-        "and against the x86 twin's outputs on those inputs. QEMU runs the NEON kernels at "
+        "and against the x86 twin's outputs on those inputs (for int8: the twin with the same rounded "
+        "weights). QEMU runs the NEON kernels at "
         "~0.14 GMAC/s on this 2-core host (DeiT_tiny 7.6 s per image, ViT-L/384 ~20 min), so "
         f"models under {SMALL_GMACS:g} GMACs get 2 inputs and the others 1 (column `inputs`). "
         "int8: the weight-only int8 `.nb` (judged with the int8 preset), run for models under "
@@ -251,6 +253,13 @@ def _render_arm(rows: list[dict]) -> list[str]:
             f"{f['top1_agreement']:.0%} | {f['vs_twin']['max_abs']:.1e} | {int8} | {armv7} | "
             f"{f['seconds']:.0f} | {'pass' if a['passed'] else '**FAIL**'} |")
     ok = sum(r["arm"]["passed"] for r in rows)
+    for r in rows:  # a failed int8 top-1 with the cosine in budget: say whether it is a near tie
+        q, gap = r["arm"].get("arm8_int8"), r["arm"].get("top2_gap")
+        if q and gap is not None and q["top1_agreement"] < 1.0 and "vs_twin" in q:
+            lines += ["", f"{r['model']} int8: top-1 differs on an input whose fp32 top-2 gap is "
+                      f"{gap:.3f}, below the int8 max abs {q['max_abs']:.3f} (random weights' "
+                      f"near tie); the x86 twin's int8 output is within {q['vs_twin']['max_abs']:.1e} "
+                      f"of the ARM one ({'agrees' if q.get('twin_agrees') else '**disagrees**'})."]
     lines += ["", f"{ok} of {len(rows)} architectures pass on the ARM kernels (fp32 preset against "
               "Paddle and against the x86 twin; the int8 preset for int8)."]
     return lines
