@@ -86,6 +86,21 @@ def sample_export(tmp_path_factory, sample) -> Path:
     return out
 
 
+def flip_patch_embed(nb: Path, weights: Path) -> None:
+    """Sign-flip every other value of the patch embedding's weights inside ``nb``, in place: a
+    well-formed model that computes something else (a bundle's self-check must fail on it)."""
+    from vitdeploy.checkpoint import safe_load
+
+    w = np.ascontiguousarray(safe_load(weights)["patch_embed.proj.weight"], "<f4")
+    data = bytearray(nb.read_bytes())
+    at = data.find(w.tobytes())
+    assert at > 0, "patch_embed.proj.weight not found in the .nb"
+    flipped = w.reshape(-1).copy()
+    flipped[::2] *= -1
+    data[at:at + w.nbytes] = flipped.tobytes()
+    nb.write_bytes(bytes(data))
+
+
 def randomize_state(layer, seed: int = 0, std: float = 0.02) -> dict:
     """Perturb every float tensor so biases, BN statistics and attention biases are non-trivial."""
     rng = np.random.default_rng(seed)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import ROOT, Run, assert_one_line_error
+from conftest import ROOT, Run, assert_one_line_error, flip_patch_embed
 
 from vitdeploy.bundles import native_build as native
 from vitdeploy.errors import ImageError
@@ -225,17 +225,8 @@ def test_text_output_has_topk_labels_and_timing(demo_exe, bundle, sample):
 def _nb_with_flipped_weights(bundle: Path, weights: Path, dest: Path) -> Path:
     """The bundle with the patch embedding's weights sign-flipped (every other value) in
     model.nb: a well-formed model that computes something else."""
-    from vitdeploy.checkpoint import safe_load
-
     shutil.copytree(bundle, dest)
-    w = np.ascontiguousarray(safe_load(weights)["patch_embed.proj.weight"], "<f4")
-    data = bytearray((dest / "model.nb").read_bytes())
-    at = data.find(w.tobytes())
-    assert at > 0, "patch_embed.proj.weight not found in the .nb"
-    flipped = w.reshape(-1).copy()
-    flipped[::2] *= -1
-    data[at:at + w.nbytes] = flipped.tobytes()
-    (dest / "model.nb").write_bytes(bytes(data))
+    flip_patch_embed(dest / "model.nb", weights)
     return dest
 
 

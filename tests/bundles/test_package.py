@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from conftest import ROOT, assert_one_line_error, invoke, run_cli
+from conftest import ROOT, assert_one_line_error, flip_patch_embed, invoke, run_cli
 
 from vitdeploy.bundles import DEVICES, get_device, package, verify_bundle
 from vitdeploy.bundles.readme import wheel_version
@@ -426,16 +426,7 @@ def test_arm_linux_bundle_runs_on_the_arm_kernels(sample, sample_export, tmp_pat
     p = native.run_bundle(bundle, tmp_path / "build", target, str(img), paddle_lite_dir=lib)
     top1 = next(ln for ln in p.stdout.splitlines() if ln.strip().startswith("1. "))
     assert p.returncode == 0 and top1.endswith("(class 4)"), p.stdout + p.stderr
-    from vitdeploy.checkpoint import safe_load  # a well-formed model that computes something else
-
-    w = np.ascontiguousarray(safe_load(ROOT / sample["weights"])["patch_embed.proj.weight"], "<f4")
-    nb = bytearray((bundle / "model.nb").read_bytes())
-    at = nb.find(w.tobytes())
-    assert at > 0, "patch_embed.proj.weight not found in the .nb"
-    flipped = w.reshape(-1).copy()
-    flipped[::2] *= -1
-    nb[at:at + w.nbytes] = flipped.tobytes()
-    (bundle / "model.nb").write_bytes(bytes(nb))
+    flip_patch_embed(bundle / "model.nb", ROOT / sample["weights"])
     p = native.run_bundle(bundle, tmp_path / "build", target, "--selfcheck",
                           paddle_lite_dir=lib)
     assert p.returncode == 2, p.stdout + p.stderr
