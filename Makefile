@@ -65,9 +65,11 @@ lint: $(STAMP)
 	$(PY) scripts/check_layers.py
 	@if command -v shellcheck >/dev/null 2>&1; then shellcheck scripts/*.sh; fi
 
-# Retrain the bundled sample (deterministic; a few minutes on 2 cores).
+# Retrain both bundled samples, digits and hard digits (docs/samples.md; deterministic; minutes
+# each on 2 cores).
 sample: $(STAMP)
 	$(PY) samples/train_digits.py
+	$(PY) samples/train_hard_digits.py
 
 clean:
 	rm -rf $(VENV) .cache build demo-out *.egg-info

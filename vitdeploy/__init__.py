@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .about import __version__
 
-__all__ = ["Predictor", "__version__"]
+__all__ = ["Predictor", "__version__", "optimize"]
 
 
 def __getattr__(name: str):
@@ -16,4 +16,8 @@ def __getattr__(name: str):
         from .predictor import Predictor
 
         return Predictor
+    if name == "optimize":  # the workflow's function (its package is vitdeploy.search)
+        from .search import optimize
+
+        return optimize
     raise AttributeError(name)

@@ -59,8 +59,9 @@ def _read(result) -> tuple[str, str]:
 def test_report_holds_every_table_and_both_plots(fast_run, tmp_path):
     res = build_report(fast_run, tmp_path / "out" / "report.html")
     page, md = _read(res)
-    assert (res.artifacts, res.results, res.plots) == (1, {"parity": 1, "eval": 1, "bench": 1}, 2)
-    assert res.sections == ["artifacts", "parity", "eval", "bench", "plots"] and res.missing == []
+    assert (res.artifacts, res.plots) == (1, 2)
+    assert res.results == {"parity": 1, "eval": 1, "bench": 1, "optimize": 0}
+    assert res.sections == ["artifacts", "parity", "eval", "bench", "plots"] and res.missing == ["optimize"]
     # artifacts, parity, eval, bench p50 + detail
     assert page.count("<table>") == 5 and page.count(IMG) == 2
     assert "http://" not in page and "https://" not in page and "<script" not in page
@@ -139,7 +140,8 @@ def test_missing_parts_say_how_to_add_them(fast_run, tmp_path):
     run = _copy(fast_run, tmp_path / "run", "eval.json")
     res = build_report(run, tmp_path / "r.html")
     page, md = _read(res)
-    assert res.missing == ["parity", "bench", "plots"] and res.plots == 0 and res.plots_dir is None
+    assert res.missing == ["parity", "bench", "plots", "optimize"]
+    assert res.plots == 0 and res.plots_dir is None
     for kind in ("parity", "bench"):
         assert f"--save {run.as_posix()}/{kind}.json" in page
         assert f"--save {run.as_posix()}/{kind}.json" in md

@@ -174,12 +174,12 @@ def run_parity(ref_dir: str | Path | Reference, artifacts: Sequence[str | Path],
                            settings=settings_for(art, name, settings)) as pred:
                 if isinstance(src, Reference):
                     check_artifact(src, pred.info, art, model)
-                rows.append(_compare_artifact(pred, str(art), x, expected, ref_pre, batch_sizes,
+                rows.append(compare_artifact(pred, str(art), x, expected, ref_pre, batch_sizes,
                                               overrides, say, inputs["kind"] == "random"))
     return ParityReport(all(r.passed for r in rows), reference, inputs, list(batch_sizes), rows)
 
 
-def _compare_artifact(pred: Predictor, art: str, x: np.ndarray, expected: np.ndarray, ref_pre,
+def compare_artifact(pred: Predictor, art: str, x: np.ndarray, expected: np.ndarray, ref_pre,
                       batch_sizes: Sequence[int], overrides: dict, say: Callable[[str], None],
                       random_inputs: bool = False) -> ParityRow:
     rt = pred.runtime

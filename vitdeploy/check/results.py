@@ -1,4 +1,4 @@
-"""Result files: what ``parity``, ``eval`` and ``bench`` print with ``--json``, saved with
+"""Result files: what ``parity``, ``eval``, ``bench`` and ``optimize`` print with ``--json``, saved with
 ``--save PATH`` for ``vitdeploy report`` to read back.
 
 A saved file is that JSON object plus two markers, ``vitdeploy_result`` (the kind) and
@@ -15,7 +15,7 @@ from typing import Any
 from ..artifact import atomic_file
 from ..errors import OutputExistsError, VitdeployError, first_line
 
-KINDS = ("parity", "eval", "bench")
+KINDS = ("parity", "eval", "bench", "optimize")
 MARKER, VERSION = "vitdeploy_result", "vitdeploy_version"
 MAX_BYTES = 64 * 2**20  # a result file of any real run is a few KB
 _NUM = (int, float, type(None))  # null: a non-finite value (strict JSON has no NaN)
@@ -23,7 +23,10 @@ _NUM = (int, float, type(None))  # null: a non-finite value (strict JSON has no 
 # What the report reads of each kind: top-level keys and, per entry of "results", keys and types.
 _TOP = {"parity": {"passed": bool, "reference": dict, "inputs": dict, "batch_sizes": list},
         "eval": {},
-        "bench": {"machine": dict, "settings": dict, "threads": int, "gemm_gflops": _NUM}}
+        "bench": {"machine": dict, "settings": dict, "threads": int, "gemm_gflops": _NUM},
+        "optimize": {"objective": str, "batch_size": int, "threads": int, "max_drop": _NUM,
+                     "baseline_top1": _NUM, "machine": dict, "eval_data": dict, "met": bool,
+                     "skipped": dict}}
 _ROW = {
     "parity": {"artifact": str, "runtime": str, "precision": str, "artifact_precision": str,
                "compute_precision": str, "max_abs": _NUM, "mean_abs": _NUM, "cosine_min": _NUM,
@@ -35,6 +38,11 @@ _ROW = {
               "compute_precision": str, "batch_size": int, "p50_ms": _NUM, "p90_ms": _NUM,
               "p99_ms": _NUM, "throughput": _NUM, "load_s": _NUM, "peak_rss_mb": _NUM,
               "gflops": _NUM, "of_gemm": _NUM},
+    "optimize": {"name": str, "runtime": str, "precision": str, "artifact_precision": str,
+                 "compute_precision": str, "status": str, "top1": _NUM, "delta_top1": _NUM,
+                 "parity_passed": bool, "p50_ms": _NUM, "p90_ms": _NUM, "throughput": _NUM,
+                 "speedup": _NUM, "pareto": bool, "winner": bool, "baseline": bool,
+                 "within_budget": bool},
 }
 # The finite range each number may take (inclusive). A real run never leaves them; a value
 # outside is a damaged or hand-made file, refused before anything computes or plots with it.
@@ -48,8 +56,12 @@ _RANGE = {
     "bench": {"batch_size": (1, 10**6), "p50_ms": _MS, "p90_ms": _MS, "p99_ms": _MS,
               "throughput": _RATE, "load_s": (0.0, 1e6), "peak_rss_mb": (0.0, 1e9),
               "gflops": _RATE, "of_gemm": (0.0, 1e4), "samples": (0, 10**9)},
+    "optimize": {"top1": _FRACTION, "delta_top1": (-100.0, 100.0), "p50_ms": _MS, "p90_ms": _MS,
+                 "throughput": _RATE, "speedup": (0.0, 1e9), "samples": (0, 10**9)},
 }
-_TOP_RANGE = {"bench": {"threads": (1, 10**5), "gemm_gflops": _RATE}}
+_TOP_RANGE = {"bench": {"threads": (1, 10**5), "gemm_gflops": _RATE},
+              "optimize": {"threads": (1, 10**5), "batch_size": (1, 10**6),
+                           "max_drop": (0.0, 100.0), "baseline_top1": _FRACTION}}
 # numbers inside the top-level objects that the report shows
 _NESTED = {"parity": {"inputs": {"count": (0, 10**12)}},
            "bench": {"settings": {"repeat": (1, 10**9), "warmup": (0, 10**9), "seconds": (0.0, 1e7)},
@@ -204,7 +216,7 @@ def parse_result(obj: Any, path: str | Path) -> tuple[str, dict]:
             if key not in row or not _check_type(row[key], t):
                 raise ResultError(f"{bad}: results[{i}].{key} must be {_type_name(t)}")
     sizes = obj.get("batch_sizes") if kind == "parity" else obj["settings"].get("batch_sizes") \
-        if kind == "bench" else [1]
+        if kind == "bench" else [obj["batch_size"]] if kind == "optimize" else [1]
     where = "batch_sizes" if kind == "parity" else "settings.batch_sizes"
     if not isinstance(sizes, list) or not sizes or not all(
             _check_type(b, int) and 1 <= b <= 10**6 for b in sizes):

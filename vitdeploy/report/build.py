@@ -15,6 +15,7 @@ from ..check.results import KINDS
 from ..errors import OptionError, OutputExistsError, VitdeployError
 from .collect import Run, collect
 from .document import Document
+from .optimize import optimize_section
 from .plots import plots_section
 from .render import to_html, to_markdown
 from .sections import artifacts_section, bench_section, eval_section, overview, parity_section
@@ -64,7 +65,7 @@ def make_document(run: Run) -> Document:
     from ..about import __version__
 
     sections = [artifacts_section(run), parity_section(run), eval_section(run),
-                bench_section(run), plots_section(run)]
+                bench_section(run), plots_section(run), optimize_section(run)]
     files = [f for kind in KINDS for f in run.results[kind]]
     footer = ["Inputs: " + (", ".join(f"{f.name} ({f.kind}, sha256 {f.sha256[:12]})" for f in files)
                             or "no saved results")]

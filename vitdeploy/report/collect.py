@@ -1,5 +1,6 @@
-"""What a run directory holds: artifact directories (one level deep, with manifest.json) and the
-result files ``--save`` wrote. Read only; nothing is verified or run."""
+"""What a run directory holds: artifact directories (one level deep, with manifest.json), the
+result files ``--save`` wrote, and the optimize.json of an optimize --out folder in it. Read
+only; nothing is verified or run."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from typing import Any
 from ..artifact import MANIFEST, read_manifest
 from ..check.results import KINDS, ResultError, is_result, parse_result, read_bytes, read_json_bytes
 from ..errors import VitdeployError
+
+OPTIMIZE = "optimize.json"  # what 'vitdeploy optimize' writes into its --out folder
 
 
 class ReportError(VitdeployError):
@@ -74,6 +77,11 @@ def collect(run_dir: str | Path) -> Run:
             continue
         if p.is_dir() and (p / MANIFEST).is_file():
             run.artifacts.append(Artifact(p.name, p, read_manifest(p), _size(p)))
+        elif p.is_dir() and (p / OPTIMIZE).is_file():  # an optimize --out folder's own result
+            res = _result(p / OPTIMIZE)
+            if res is not None and res.kind == "optimize":
+                res.name = f"{p.name}/{OPTIMIZE}"
+                run.results["optimize"].append(res)
         elif p.is_file() and p.suffix.lower() == ".json":
             res = _result(p)
             if res is None:
