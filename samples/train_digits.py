@@ -51,6 +51,41 @@ def augment(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
+def one_cycle_adamw(model, steps: int):
+    """Both samples' optimizer: AdamW (weight decay 0.05), one-cycle learning rate peaking at 2e-3."""
+    import paddle
+
+    sched = paddle.optimizer.lr.OneCycleLR(max_learning_rate=2e-3, total_steps=steps)
+    return paddle.optimizer.AdamW(learning_rate=sched, parameters=model.parameters(),
+                                  weight_decay=0.05), sched
+
+
+def train_step(model, opt, sched, x: np.ndarray, y: np.ndarray):
+    """One batch: cross-entropy with label smoothing 0.1; returns the loss tensor."""
+    import paddle
+
+    logits = model(paddle.to_tensor(x))
+    loss = paddle.nn.functional.cross_entropy(logits, paddle.to_tensor(y.astype("int64")),
+                                              label_smoothing=0.1)
+    loss.backward()
+    opt.step()
+    opt.clear_grad()
+    sched.step()
+    return loss
+
+
+def exported_top1(weights: Path, labels: Path, test_dir: Path):
+    """Top-1 through the exported model, as a user would measure it (an EvalResult)."""
+    from vitdeploy.check.evaluate import evaluate
+    from vitdeploy.export import export_model
+    from vitdeploy.predictor import Predictor
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_model(MODEL, weights, Path(tmp) / "export", labels=labels)
+        with Predictor(Path(tmp) / "export") as pred:
+            return evaluate(pred, test_dir)
+
+
 def main() -> None:
     import paddle
     from sklearn.datasets import load_digits
@@ -73,22 +108,13 @@ def main() -> None:
     # The same preprocessing the deployed model gets: grey -> RGB, resize_short, crop, normalise.
     x = np.stack([preprocess_array(np.repeat(p[:, :, None], 3, axis=2), pre) for p in pixels])
     model = build_model(MODEL, num_classes=10).model
-    steps = EPOCHS * ((len(tr) + BATCH - 1) // BATCH)
-    sched = paddle.optimizer.lr.OneCycleLR(max_learning_rate=2e-3, total_steps=steps)
-    opt = paddle.optimizer.AdamW(learning_rate=sched, parameters=model.parameters(),
-                                 weight_decay=0.05)
+    opt, sched = one_cycle_adamw(model, EPOCHS * ((len(tr) + BATCH - 1) // BATCH))
     for epoch in range(EPOCHS):
         model.train()
         order = rng.permutation(tr)
         for start in range(0, len(order), BATCH):
             idx = order[start:start + BATCH]
-            xb = paddle.to_tensor(augment(x[idx], rng))
-            yb = paddle.to_tensor(targets[idx].astype("int64"))
-            loss = paddle.nn.functional.cross_entropy(model(xb), yb, label_smoothing=0.1)
-            loss.backward()
-            opt.step()
-            opt.clear_grad()
-            sched.step()
+            loss = train_step(model, opt, sched, augment(x[idx], rng), targets[idx])
         if epoch % 20 == 19 or epoch == EPOCHS - 1:
             model.eval()
             with paddle.no_grad():
@@ -104,16 +130,7 @@ def main() -> None:
     write_split(OUT / "test", pixels[te], targets[te], te)
     write_split(OUT / "calib", pixels[calib], targets[calib], calib)
 
-    # Measure top-1 through the exported model, as a user would.
-    from vitdeploy.check.evaluate import evaluate
-    from vitdeploy.export import export_model
-    from vitdeploy.predictor import Predictor
-
-    with tempfile.TemporaryDirectory() as tmp:
-        export_model(MODEL, OUT / "digits_deit.pdparams", Path(tmp) / "export",
-                     labels=OUT / "labels.txt")
-        with Predictor(Path(tmp) / "export") as pred:
-            result = evaluate(pred, OUT / "test")
+    result = exported_top1(OUT / "digits_deit.pdparams", OUT / "labels.txt", OUT / "test")
     rel = lambda p: p.relative_to(ROOT).as_posix()  # noqa: E731
     sample = {"model": MODEL, "weights": rel(OUT / "digits_deit.pdparams"),
               "labels": rel(OUT / "labels.txt"), "test_dir": rel(OUT / "test"),

@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -25,7 +24,15 @@ ROOT = HERE.parent
 sys.path[:0] = [str(ROOT), str(HERE)]
 
 import numpy as np  # noqa: E402
-from train_digits import BATCH, MODEL, SEED, to_png_pixels  # noqa: E402
+from train_digits import (  # noqa: E402
+    BATCH,
+    MODEL,
+    SEED,
+    exported_top1,
+    one_cycle_adamw,
+    to_png_pixels,
+    train_step,
+)
 
 EPOCHS = 60
 OUT = ROOT / "samples" / "hard_digits"
@@ -117,22 +124,14 @@ def main() -> None:
 
     x_test = prep(test_imgs)
     model = build_model(MODEL, num_classes=10).model
-    steps = EPOCHS * ((len(tr) + BATCH - 1) // BATCH)
-    sched = paddle.optimizer.lr.OneCycleLR(max_learning_rate=2e-3, total_steps=steps)
-    opt = paddle.optimizer.AdamW(learning_rate=sched, parameters=model.parameters(),
-                                 weight_decay=0.05)
+    opt, sched = one_cycle_adamw(model, EPOCHS * ((len(tr) + BATCH - 1) // BATCH))
     for epoch in range(EPOCHS):
         model.train()
         order = train_rng.permutation(tr)
         x_train = prep(variants(base, order, 1, train_rng))  # fresh distortions every epoch
         for start in range(0, len(order), BATCH):
-            xb = paddle.to_tensor(x_train[start:start + BATCH])
-            yb = paddle.to_tensor(targets[order[start:start + BATCH]].astype("int64"))
-            loss = paddle.nn.functional.cross_entropy(model(xb), yb, label_smoothing=0.1)
-            loss.backward()
-            opt.step()
-            opt.clear_grad()
-            sched.step()
+            loss = train_step(model, opt, sched, x_train[start:start + BATCH],
+                              targets[order[start:start + BATCH]])
         if epoch % 10 == 9 or epoch == EPOCHS - 1:
             model.eval()
             with paddle.no_grad():
@@ -150,15 +149,7 @@ def main() -> None:
     write_variants(OUT / "test", test_imgs, targets, te, TEST_VARIANTS)
     write_variants(OUT / "calib", calib_imgs, targets, calib, 1)
 
-    # Measure top-1 through the exported model, as a user would.
-    from vitdeploy.check.evaluate import evaluate
-    from vitdeploy.export import export_model
-    from vitdeploy.predictor import Predictor
-
-    with tempfile.TemporaryDirectory() as tmp:
-        export_model(MODEL, weights, Path(tmp) / "export", labels=OUT / "labels.txt")
-        with Predictor(Path(tmp) / "export") as pred:
-            result = evaluate(pred, OUT / "test")
+    result = exported_top1(weights, OUT / "labels.txt", OUT / "test")
     rel = lambda p: p.relative_to(ROOT).as_posix()  # noqa: E731
     sample = {"model": MODEL, "weights": rel(weights), "labels": rel(OUT / "labels.txt"),
               "test_dir": rel(OUT / "test"), "calib_dir": rel(OUT / "calib"),

@@ -105,6 +105,20 @@ def print_json(data: Any) -> None:
     sys.stdout.write(json.dumps(_finite(data), indent=2, allow_nan=False) + "\n")
 
 
+def emit(kind: str, data: dict, as_json: bool, save: Path | None,
+         render: Callable[[], None]) -> None:
+    """A result as --json or rendered tables, then (--save) written for 'vitdeploy report'; a
+    failed check is a result too: saved before the command exits 2."""
+    from ..check.results import save_result
+
+    if as_json:
+        print_json(data)
+    else:
+        render()
+    if save is not None:
+        save_result(kind, data, save)
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"vitdeploy {__version__}")
@@ -225,3 +239,45 @@ def warn_skipped(skipped: list[tuple[str, str]]) -> None:
         n = len(skipped)
         err.print(f"warning: skipped {n} unusable image{'s' if n > 1 else ''} "
                   f"(first: {skipped[0][1]})", markup=False, highlight=False, soft_wrap=True)
+
+
+class ProgressBar:
+    """Progress on stderr from a library's ``progress(done, total, message)``: a bar (with an ETA
+    when ``eta``) on a terminal, shown from the first report on, so bad input found before it is
+    one error line with no bar around it. In a log there is no bar's last frame: ``log`` maps a
+    message to a line worth keeping (None: nothing)."""
+
+    def __init__(self, eta: bool = False, log: Callable[[str], str | None] | None = None) -> None:
+        self._progress: Any = None
+        self._eta, self._log, self._last = eta, log, ""
+
+    def update(self, done: float, total: float, message: str) -> None:
+        if not err.is_terminal:
+            line = self._log(message) if self._log else None
+            if line and line != self._last:
+                self._last = line
+                err.print(line, markup=False, highlight=False, soft_wrap=True)
+            return
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
+        if self._progress is None:
+            eta = (TaskProgressColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                   TimeRemainingColumn()) if self._eta else (TimeElapsedColumn(),)
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), *eta,
+                                      console=err, transient=True)
+            self._progress.start()
+            self._task = self._progress.add_task(message, total=total or 1.0)
+        self._progress.update(self._task, completed=done, total=total or 1.0,
+                              description=message[:70])
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .base import (
@@ -15,16 +14,16 @@ from .base import (
     BatchSizes,
     NoVerify,
     Precisions,
+    ProgressBar,
     RuntimeNames,
     SavePath,
     Settings,
     app,
-    err,
+    emit,
     handle_errors,
     out,
     parse_batch_sizes,
     parse_settings,
-    print_json,
     say,
 )
 
@@ -57,12 +56,12 @@ def bench_cmd(
 
     Each artifact runs in a process of its own; the runs are interleaved across artifacts."""
     from ..bench import bench
-    from ..check.results import check_save_path, save_result
+    from ..check.results import check_save_path
 
     sizes = parse_batch_sizes(batch_sizes)
     if save is not None:  # refused now, not after minutes of measuring
         check_save_path(save)
-    bar = _Bar()
+    bar = ProgressBar()
     try:
         report = bench(artifacts, runtimes=runtime, batch_sizes=sizes, warmup=warmup,
                        repeat=repeat, seconds=seconds, threads=threads, verify=not no_verify,
@@ -70,34 +69,7 @@ def bench_cmd(
                        progress=bar.update)
     finally:
         bar.stop()
-    if as_json:
-        print_json(report.to_dict())
-    else:
-        bench_tables(report)
-    if save is not None:
-        save_result("bench", report.to_dict(), save)
-
-
-class _Bar:
-    """The progress bar on stderr, shown from the first report on: bench checks every artifact
-    before that, so a bad input is one error line with no bar around it."""
-
-    def __init__(self) -> None:
-        self._progress: Progress | None = None
-
-    def update(self, done: float, total: float, message: str) -> None:
-        if not err.is_terminal:  # a log gets the tables, not a bar's last frame
-            return
-        if self._progress is None:
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      TimeElapsedColumn(), console=err, transient=True)
-            self._progress.start()
-            self._task = self._progress.add_task(message, total=total or 1.0)
-        self._progress.update(self._task, completed=done, total=total or 1.0, description=message)
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
+    emit("bench", report.to_dict(), as_json, save, lambda: bench_tables(report))
 
 
 def _runtime(r: BenchRow) -> str:

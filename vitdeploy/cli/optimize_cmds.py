@@ -7,17 +7,20 @@ from typing import TYPE_CHECKING, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    Progress,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-from .base import AsJson, SavePath, Threads, app, err, handle_errors, out, print_json, say
+from .base import (
+    AsJson,
+    ProgressBar,
+    SavePath,
+    Threads,
+    app,
+    emit,
+    err,
+    handle_errors,
+    out,
+    say,
+)
 
 if TYPE_CHECKING:
     from ..search import CandidateRow, OptimizeReport
@@ -70,14 +73,14 @@ def optimize_cmd(
     Every candidate (runtime x precision this machine can run) is built, checked for parity
     against Paddle fp32, scored on --eval-data and timed in its own process, interleaved.
     Exit 2 when no candidate meets --max-drop with parity."""
-    from ..check.results import check_save_path, save_result
+    from ..check.results import check_save_path
     from ..search import optimize
 
     if save is not None:
         check_save_path(save)
     if batch_size is None:
         batch_size = 8 if objective == "throughput" else 1
-    bar = _Bar()
+    bar = ProgressBar(eta=True, log=_log_line)
     try:
         report = optimize(src, eval_data=eval_data, calib=calib, max_drop=max_drop,
                           batch_size=batch_size,
@@ -92,12 +95,7 @@ def optimize_cmd(
         raise typer.Exit(130) from None
     finally:
         bar.stop()
-    if as_json:
-        print_json(report.to_dict())
-    else:
-        optimize_table(report)
-    if save is not None:
-        save_result("optimize", report.to_dict(), save)
+    emit("optimize", report.to_dict(), as_json, save, lambda: optimize_table(report))
     if not report.met:
         closest = _closest(report)
         err.print(f"error: no candidate meets --max-drop {report.max_drop:g} with parity"
@@ -106,37 +104,11 @@ def optimize_cmd(
         raise typer.Exit(2)
 
 
-class _Bar:
-    """Progress on stderr: a bar with the step and an ETA on a terminal; in a log, one line per
-    step and candidate (never a bar's frames)."""
-
-    def __init__(self) -> None:
-        self._progress: Progress | None = None
-        self._last = ""
-
-    def update(self, done: float, total: float, message: str) -> None:
-        if not err.is_terminal:
-            head = message.split(" at batch")[0] if message.startswith("step 3/3: timing: round") \
-                else message
-            if message.startswith("step") and not head.startswith("step 3/3: timing: round") \
-                    and head != self._last:
-                self._last = head
-                err.print(head, markup=False, highlight=False, soft_wrap=True)
-            return
-        if self._progress is None:
-            self._progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                      TaskProgressColumn(), TimeElapsedColumn(),
-                                      TextColumn("ETA"), TimeRemainingColumn(), console=err,
-                                      transient=True)
-            self._progress.start()
-            self._task = self._progress.add_task(message, total=total or 1.0)
-        self._progress.update(self._task, completed=done, total=total or 1.0,
-                              description=message[:70])
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
+def _log_line(message: str) -> str | None:
+    """In a log: one line per step and candidate, not one per timing round."""
+    if not message.startswith("step") or message.startswith("step 3/3: timing: round"):
+        return None
+    return message
 
 
 def _f(value: float | None, fmt: str, suffix: str = "") -> str:

@@ -25,6 +25,7 @@ from .base import (
     Threads,
     app,
     check_threads,
+    emit,
     err,
     handle_errors,
     image_options,
@@ -164,7 +165,7 @@ def parity(
     images_opts = image_options(bad_images, max_pixels)
     check_threads(threads)
     from ..check.parity import run_parity
-    from ..check.results import check_save_path, save_result
+    from ..check.results import check_save_path
 
     if save is not None:  # refused now, not after the run
         check_save_path(save)
@@ -178,12 +179,7 @@ def parity(
                             model=model, verify=not no_verify, progress=status.update,
                             threads=threads, settings=parse_settings(setting), **images_opts)
     warn_skipped([(s["image"], s["reason"]) for s in report.inputs.get("skipped", [])])
-    if as_json:
-        print_json(report.to_dict())
-    else:
-        parity_table(report)
-    if save is not None:  # a failed check is a result too: saved, then exit 2
-        save_result("parity", report.to_dict(), save)
+    emit("parity", report.to_dict(), as_json, save, lambda: parity_table(report))
     if not report.passed:
         raise typer.Exit(2)
 

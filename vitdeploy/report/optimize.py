@@ -7,7 +7,7 @@ from typing import Any
 
 from .collect import Run
 from .document import Facts, Para, Plot, Section, Table, num
-from .plots import MARKERS, STYLE, _figure, _plain, _plot
+from .plots import MARKERS, STYLE, latency_axis, new_figure, plain, png_plot
 
 HOW = "vitdeploy optimize EXPORT --eval-data DATA --calib DIR --out {dir}/opt"
 
@@ -89,13 +89,13 @@ def _pareto(d: dict, name: str, key: str) -> Plot | Para:
 def _draw(d: dict, pts: list[dict], objective: str, name: str, key: str) -> Plot:
     from matplotlib import colormaps
 
-    fig, ax = _figure()
+    fig, ax = new_figure()
     cmap = colormaps["tab10" if len(pts) <= 10 else "tab20"]
     for i, r in enumerate(pts):
         x, y = _cost(r, objective), 100 * r["top1"]
         edge: dict[str, Any] = {"edgecolors": "black", "linewidths": 1.6} if r["winner"] else \
             {"edgecolors": "white", "linewidths": 0.6}
-        label = _plain(f"{r['name']}{' (winner)' if r['winner'] else ''}")
+        label = plain(f"{r['name']}{' (winner)' if r['winner'] else ''}")
         ax.scatter([x], [y], s=90 if r["winner"] else 46, color=cmap(i % cmap.N),
                    marker=MARKERS.get(r["precision"], "o"), label=label, zorder=3, **edge)
     front = sorted((r for r in pts if r["pareto"]), key=lambda r: _cost(r, objective))
@@ -110,20 +110,12 @@ def _draw(d: dict, pts: list[dict], objective: str, name: str, key: str) -> Plot
     ax.set_ylim(min(ys) - pad, max(ys) + pad)
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     xs = [_cost(r, objective) for r in pts]
-    if min(xs) > 0 and max(xs) / min(xs) > 8:  # a slow baseline would squeeze the rest
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    else:
-        ax.set_xlim(left=0)
+    latency_axis(ax, xs)
     unit = "latency p50 (ms)" if objective == "latency" else "throughput (images/s)"
     ax.set_xlabel(f"{unit} at batch size {d['batch_size']}")
     ax.set_ylabel("top-1 (%)")
-    ax.set_title(_plain(f"Accuracy against {objective} ({name})"), loc="left")
+    ax.set_title(plain(f"Accuracy against {objective} ({name})"), loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     better = "left" if objective == "latency" else "right"
-    return _plot(key, f"Top-1 (%) against {unit}: the Pareto front of every candidate "
+    return png_plot(key, f"Top-1 (%) against {unit}: the Pareto front of every candidate "
                       f"(better is up and {better}), from {name}", fig)

@@ -18,7 +18,7 @@ STYLE = {"font.size": 9, "axes.spines.top": False, "axes.spines.right": False, "
          "grid.color": "#e5e7eb", "grid.linewidth": 0.8}
 
 
-def _figure() -> tuple[Any, Any]:
+def new_figure() -> tuple[Any, Any]:
     """A Figure of its own, not pyplot's: no global backend or state of the caller's changes."""
     from matplotlib.figure import Figure
 
@@ -29,7 +29,7 @@ def _figure() -> tuple[Any, Any]:
 DPI = 150  # drawn for high-density screens, shown at CSS size (96 px per inch)
 
 
-def _plot(key: str, title: str, fig: Any) -> Plot:
+def png_plot(key: str, title: str, fig: Any) -> Plot:
     buf = io.BytesIO()  # Agg, chosen by the format
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     png = buf.getvalue()
@@ -37,7 +37,7 @@ def _plot(key: str, title: str, fig: Any) -> Plot:
     return Plot(key, title, png, round(width * 96 / DPI))
 
 
-def _plain(text: str) -> str:
+def plain(text: str) -> str:
     """User text shown as is: matplotlib reads $...$ as mathematics (and may fail on it) and
     hides legend entries that start with an underscore."""
     text = text.replace("$", r"\$")
@@ -67,7 +67,7 @@ def _styles(run: Run) -> tuple[dict[Key, Any], dict[Key, str]]:
     twins = {_key(r) for f in run.results["bench"] for r in f.data["results"]
              if "twin" in str(r.get("detail"))}  # Lite's x86 twin: not phone latency
     return ({k: cmap(i % cmap.N) for i, k in enumerate(keys)},
-            {(a, rt): _plain(a + (f" ({rt})" if per_artifact[a] > 1 else "")
+            {(a, rt): plain(a + (f" ({rt})" if per_artifact[a] > 1 else "")
                              + (" (x86 twin)" if (a, rt) in twins else "")) for a, rt in keys})
 
 
@@ -99,6 +99,22 @@ def plots_section(run: Run) -> Section:
     return sec
 
 
+def latency_axis(ax: Any, xs: list[float]) -> bool:
+    """A log x axis with plain tick labels when the values span over 8x (a slow reference would
+    squeeze the rest together), else linear from 0. Returns whether it is logarithmic."""
+    log = min(xs) > 0 and max(xs) / min(xs) > 8
+    if log:
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+        ax.set_xscale("log")
+        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.set_xlim(left=0)
+    return log
+
+
 def _latency(name: str, data: dict, colors: dict, labels: dict, key: str) -> Plot | Para:
     sizes = data["settings"]["batch_sizes"]
     lines: dict[tuple[str, str], dict[int, float]] = {}
@@ -107,7 +123,7 @@ def _latency(name: str, data: dict, colors: dict, labels: dict, key: str) -> Plo
             lines.setdefault(_key(r), {})[r["batch_size"]] = r["p50_ms"]
     if not lines:  # every latency non-finite (n/a): nothing to draw
         return Para(f"Latency against batch size: {name} holds no finite latency.", kind="missing")
-    fig, ax = _figure()
+    fig, ax = new_figure()
     for k, pts in lines.items():
         xs = sorted(pts)
         ax.plot(xs, [pts[x] for x in xs], marker="o", markersize=4, linewidth=1.6,
@@ -116,10 +132,10 @@ def _latency(name: str, data: dict, colors: dict, labels: dict, key: str) -> Plo
     ax.set_xlabel("batch size")
     ax.set_ylabel("latency p50 (ms)")
     ax.set_ylim(bottom=0)
-    ax.set_title(_plain(f"Latency against batch size ({name}, {data['threads']} threads)"),
+    ax.set_title(plain(f"Latency against batch size ({name}, {data['threads']} threads)"),
                  loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _plot(key, f"Latency p50 (ms) against batch size, from {name}", fig)
+    return png_plot(key, f"Latency p50 (ms) against batch size, from {name}", fig)
 
 
 def _accuracy(run: Run, colors: dict, labels: dict) -> Plot | None:
@@ -136,10 +152,10 @@ def _accuracy(run: Run, colors: dict, labels: dict) -> Plot | None:
     both = [k for k in latency if k in top1]
     if not both:
         return None
-    fig, ax = _figure()
+    fig, ax = new_figure()
     ys = [100 * top1[k]["top1"] for k in both]
     for k, y in zip(both, ys):
-        prec = _plain(top1[k].get("precision") or latency[k]["precision"])
+        prec = plain(top1[k].get("precision") or latency[k]["precision"])
         x = latency[k]["p50_ms"]
         ax.scatter([x], [y], s=46, marker=MARKERS.get(prec, "o"), color=colors[k],
                    label=f"{labels[k]} ({prec})", zorder=3, edgecolors="white",
@@ -148,19 +164,10 @@ def _accuracy(run: Run, colors: dict, labels: dict) -> Plot | None:
     pad = max(0.5, (hi - lo) * 0.15)
     ax.set_ylim(lo - pad, hi + pad)
     xs = [latency[k]["p50_ms"] for k in both]
-    log = min(xs) > 0 and max(xs) / min(xs) > 8  # a slow reference would squeeze the rest together
-    if log:
-        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
-
-        ax.set_xscale("log")
-        ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
-        ax.xaxis.set_minor_formatter(NullFormatter())
-    else:
-        ax.set_xlim(left=0)
+    log = latency_axis(ax, xs)
     ax.ticklabel_format(axis="y", useOffset=False, style="plain")
     ax.set_xlabel(f"latency p50 at batch size {low} (ms{', log scale' if log else ''})")
     ax.set_ylabel("top-1 (%)")
     ax.set_title("Accuracy against latency (eval top-1, bench p50)", loc="left")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    return _plot("accuracy_latency", f"Top-1 (%) against latency at batch size {low}", fig)
+    return png_plot("accuracy_latency", f"Top-1 (%) against latency at batch size {low}", fig)

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..about import __version__
-from ..artifact import artifact_kind, atomic_file, read_artifact_info, verify_artifact
+from ..artifact import artifact_kind, read_artifact_info, verify_artifact
 from ..bench.records import machine_info
-from ..check.results import strict_json
+from ..check.results import save_result
 from ..errors import ImageError, OptionError, VitdeployError, first_line
 from ..options import positive_int
 from ..precision import judged
@@ -176,7 +176,7 @@ def optimize(src: str | Path, *, eval_data: str | Path | None, calib: str | Path
                                     "method": "each candidate in its own process, interleaved "
                                               "run by run (vitdeploy bench's method)"},
         time.perf_counter() - start, _notes(rows, data, objective))
-    _write_result(report, out / RESULT)
+    save_result("optimize", report.to_dict(), out / RESULT)  # validated as it is written
     return report
 
 
@@ -321,13 +321,3 @@ def _notes(rows: list[CandidateRow], data: meas.EvalData, objective: str) -> lis
             notes.append(f"{r.name}: accuracy control tuned on the evaluation images, so its Δ "
                          "top-1 is not an independent estimate")
     return notes
-
-
-def _write_result(report: OptimizeReport, path: Path) -> None:
-    import json
-
-    from ..check.results import MARKER, VERSION
-
-    doc = {MARKER: "optimize", VERSION: __version__, **strict_json(report.to_dict())}
-    with atomic_file(path, text=True) as f:
-        f.write(json.dumps(doc, indent=2, allow_nan=False) + "\n")
