@@ -200,8 +200,11 @@ def test_ctrl_c_keeps_finished_candidates(sample, sample_export, tmp_path):
     args = [sys.executable, "-m", "vitdeploy.cli", "optimize", str(sample_export), "--eval-data",
             str(ROOT / sample["test_dir"]), "--runtime", "onnxruntime", "--runtime", "openvino",
             "--precision", "fp32", "--out", str(out), "--repeat", "3"]
+    # A terminal's Ctrl-C, whatever this test runs under: a background job of a non-interactive
+    # shell (nohup make test &) inherits SIGINT ignored, and Python keeps an ignored SIGINT.
     p = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "GLOG_minloglevel": "2"})
+                         env={**os.environ, "GLOG_minloglevel": "2"},
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 300
     while not (out / ".optimize" / "onnx.json").is_file() and time.monotonic() < deadline:
         time.sleep(0.05)
