@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
 
@@ -81,6 +82,15 @@ def optimize_cmd(
     if batch_size is None:
         batch_size = 8 if objective == "throughput" else 1
     bar = ProgressBar(eta=True, log=_log_line)
+    # Ctrl-C while a backend is being imported surfaces as "ImportError: initialization failed":
+    # the handler remembers it, so any failure after a Ctrl-C is reported as the interrupt
+    interrupted: list[bool] = []
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        interrupted.append(True)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         report = optimize(src, eval_data=eval_data, calib=calib, max_drop=max_drop,
                           batch_size=batch_size,
@@ -88,12 +98,14 @@ def optimize_cmd(
                           objective=objective, out=out_dir, model=model, labels=labels,
                           limit=limit, repeat=repeat, warmup=warmup,
                           early_stop=not no_early_stop, force=force, progress=bar.update)
+    except Exception:
+        if not interrupted:
+            raise
+        _interrupted(bar)
     except KeyboardInterrupt:
-        bar.stop()
-        err.print("error: interrupted; every finished candidate is kept under --out: rerun the "
-                  "same command to resume", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(130) from None
+        _interrupted(bar)
     finally:
+        signal.signal(signal.SIGINT, previous)
         bar.stop()
     emit("optimize", report.to_dict(), as_json, save, lambda: optimize_table(report))
     if not report.met:
@@ -102,6 +114,13 @@ def optimize_cmd(
                   + (f"; the closest: {closest}" if closest else ""), markup=False,
                   highlight=False, soft_wrap=True)
         raise typer.Exit(2)
+
+
+def _interrupted(bar: ProgressBar) -> None:
+    bar.stop()
+    err.print("error: interrupted; every finished candidate is kept under --out: rerun the "
+              "same command to resume", markup=False, highlight=False, soft_wrap=True)
+    raise typer.Exit(130) from None
 
 
 def _log_line(message: str) -> str | None:
