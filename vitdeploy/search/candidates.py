@@ -9,6 +9,7 @@ Adding a candidate is one line in ``CANDIDATES``.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -82,14 +83,20 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+@functools.cache
+def _reported_capabilities() -> tuple[str, ...]:
+    """OpenVINO's CPU plugin, asked once per process (a Core per query costs a plugin load)."""
+    import openvino as ov
+
+    return tuple(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+
+
 def _cpu_computes(precision: str) -> bool:
     """OpenVINO on this CPU computes ``precision`` natively (its CPU plugin's capabilities,
     as the runtime reads them, $VITDEPLOY_CPU_FLAGS honoured)."""
-    import openvino as ov
-
     from ..runtimes.openvino import capabilities
 
-    caps = capabilities(ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"))
+    caps = capabilities(_reported_capabilities())
     return {"bf16": "BF16", "fp16": "FP16"}[precision] in caps
 
 
