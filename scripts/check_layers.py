@@ -26,7 +26,7 @@ FLOORS: dict[int, tuple[str, ...]] = {
     2: ("artifact", "precision", "preprocess", "lite"),
     3: ("runtimes",),
     4: ("predictor",),
-    5: ("export", "convert", "quantize", "check", "bench", "bundles", "doctor", "search"),
+    5: ("export", "convert", "quantize", "check", "bench", "bundles", "doctor", "search", "bulk"),
     6: ("cli", "serve", "report", ""),  # "": the package's own __init__ (its public face)
 }
 NAMES = {0: "ground", 1: "models", 2: "formats and toolchains", 3: "runtimes", 4: "predictor",
