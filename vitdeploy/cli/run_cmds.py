@@ -56,11 +56,26 @@ def predict(
     no_verify: NoVerify = False,
     bad_images: BadImages = "skip",
     max_pixels: MaxPixels = None,
+    out_file: Optional[Path] = typer.Option(
+        None, "--out", help="Stream predictions to a .parquet or .jsonl file instead of a table: "
+        "folders, files, PaddleClas list files or text files of paths, millions of images, "
+        "bounded memory (docs/bulk.md)."),
+    resume: bool = typer.Option(False, "--resume", help="With --out: keep what an earlier run "
+                                "wrote and predict only the images it lacks."),
+    force: bool = typer.Option(False, "--force", help="With --out: replace an existing output."),
+    workers: int = typer.Option(2, "--workers", help="With --out: image-decoding threads."),
+    logits: bool = typer.Option(False, "--logits", help="With --out: also store raw outputs."),
     as_json: AsJson = False,
 ):
     """Classify images with an exported or converted model."""
     images_opts = image_options(bad_images, max_pixels)
     check_threads(threads)
+    if out_file is not None:
+        from .bulk_cmds import predict_to_file
+
+        return predict_to_file(artifact, images, out_file, k, runtime, batch_size, precision,
+                               threads, parse_settings(setting), not no_verify, max_pixels,
+                               resume, force, workers, logits, as_json)
     from ..predictor import Predictor
 
     with Predictor(artifact, runtime=runtime, precision=precision, model=model, threads=threads,
