@@ -64,8 +64,10 @@ def predict_to_file(artifact: str | Path, data: Sequence[str | Path], out: str |
                     threads: int | None = None, settings: dict | None = None,
                     logits: bool = False, resume: bool = False, force: bool = False,
                     max_pixels: int | None = None, verify: bool = True,
+                    ray: str | None = None, actors: int = 1,
                     progress: Progress | None = None) -> BulkResult:
-    """Predict every image of ``data`` into ``out`` (.parquet or .jsonl)."""
+    """Predict every image of ``data`` into ``out`` (.parquet or .jsonl): in this process, or
+    with ``ray`` ("auto": a local Ray; else a cluster address) on ``actors`` model actors."""
     from ..predictor import Predictor
     from ..predictor import topk as top_classes
 
@@ -97,8 +99,19 @@ def predict_to_file(artifact: str | Path, data: Sequence[str | Path], out: str |
                     sink.add(r)
         resumed = sink.count
         pre, labels = pred.info.preprocess, pred.info.labels
+        if ray is not None:
+            from . import ray_engine
+
+            predicted, failed = ray_engine.run(
+                artifact, data, sink, address=ray, actors=actors,
+                threads=threads or 1, batch_size=batch_size, k=topk, logits=logits,
+                runtime=runtime, precision=precision, settings=settings,
+                max_pixels=max_pixels, pre=pre, done=done, say=say)
+            chunks: Iterator[list[Entry]] = iter(())
+        else:
+            chunks = _chunks(iter_entries(data), batch_size)
         pending = None
-        for chunk in _chunks(iter_entries(data), batch_size):
+        for chunk in chunks:
             stats = [_stat(e) for e in chunk]
             todo = [(e, s) for e, s in zip(chunk, stats, strict=True)
                     if (e.path, *s) not in done]
