@@ -17,6 +17,7 @@ reach Ray) should move below the workflows floor and be used here too.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -117,7 +118,9 @@ def run(artifact: str | Path, data: Sequence[str | Path], sink: Sink, *, address
 
     if not ray.is_initialized():
         kwargs = {"num_cpus": actors * threads + 1} if address == "auto" else {"address": address}
-        ray.init(**kwargs, log_to_driver=False, include_dashboard=False)
+        ray.init(**kwargs, log_to_driver=False, include_dashboard=False,
+                 logging_level=logging.WARNING)
+        logging.getLogger("ray").setLevel(logging.ERROR)  # Ray Data's INFO lines on stderr
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False

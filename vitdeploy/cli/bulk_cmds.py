@@ -10,7 +10,8 @@ from .base import ProgressBar, print_json, say
 def predict_to_file(artifact: Path, images: list[Path], out: Path, k: int, runtime: str | None,
                     batch_size: int, precision: str | None, threads: int | None,
                     settings: dict | None, verify: bool, max_pixels: int | None, resume: bool,
-                    force: bool, workers: int, logits: bool, as_json: bool) -> None:
+                    force: bool, workers: int, logits: bool, ray: str | None,
+                    as_json: bool) -> None:
     from dataclasses import asdict
 
     from ..bulk import predict_to_file as run
@@ -20,7 +21,7 @@ def predict_to_file(artifact: Path, images: list[Path], out: Path, k: int, runti
         result = run(artifact, images, out, topk=k, batch_size=batch_size, workers=workers,
                      runtime=runtime, precision=precision, threads=threads, settings=settings,
                      logits=logits, resume=resume, force=force, max_pixels=max_pixels,
-                     verify=verify, progress=bar.update)
+                     verify=verify, ray=ray, actors=workers, progress=bar.update)
     finally:
         bar.stop()
     if as_json:

@@ -63,7 +63,10 @@ def predict(
     resume: bool = typer.Option(False, "--resume", help="With --out: keep what an earlier run "
                                 "wrote and predict only the images it lacks."),
     force: bool = typer.Option(False, "--force", help="With --out: replace an existing output."),
-    workers: int = typer.Option(2, "--workers", help="With --out: image-decoding threads."),
+    workers: int = typer.Option(2, "--workers", help="With --out: image-decoding threads; with "
+                                "--ray: model actors."),
+    ray: Optional[str] = typer.Option(None, "--ray", help="With --out: run on Ray Data, 'auto' "
+                                      "(a local Ray) or a cluster ADDRESS."),
     logits: bool = typer.Option(False, "--logits", help="With --out: also store raw outputs."),
     as_json: AsJson = False,
 ):
@@ -75,7 +78,7 @@ def predict(
 
         return predict_to_file(artifact, images, out_file, k, runtime, batch_size, precision,
                                threads, parse_settings(setting), not no_verify, max_pixels,
-                               resume, force, workers, logits, as_json)
+                               resume, force, workers, logits, ray, as_json)
     from ..predictor import Predictor
 
     with Predictor(artifact, runtime=runtime, precision=precision, model=model, threads=threads,
