@@ -21,7 +21,7 @@ MARKER = "# layers: façade"
 
 # floor -> module prefixes (dotted, below vitdeploy); the longest matching prefix wins
 FLOORS: dict[int, tuple[str, ...]] = {
-    0: ("errors", "options", "quiet", "resources", "about"),
+    0: ("errors", "options", "quiet", "resources", "about", "ray_local"),
     1: ("models", "checkpoint", "zoo"),
     2: ("artifact", "precision", "preprocess", "lite"),
     3: ("runtimes",),

@@ -61,3 +61,28 @@ def quiet_stderr(keep: int = 16384) -> Iterator[Captured]:
             os.close(saved)
             sink.seek(0)
             captured.text = sink.read(keep).decode(errors="replace")
+
+
+@contextlib.contextmanager
+def terminal_only_for_us() -> Iterator[None]:
+    """For a chatty framework running inside this process (Ray's driver): its C++ log lines
+    (fd 2), its prints (``sys.stdout``, which is our ``--json``) and its Python log handlers
+    (bound to the old ``sys.stderr``) go to a temporary file, dropped at the end; our own
+    ``sys.stderr`` (progress bars, the one error line) still reaches the terminal."""
+    with _STDERR_LOCK, tempfile.TemporaryFile() as sink, \
+            open(os.devnull, "w") as devnull:  # noqa: PTH123
+        sys.stderr.flush()
+        saved = os.dup(2)
+        ours = open(saved, "w", buffering=1, closefd=False, encoding="utf-8",  # noqa: SIM115
+                    errors="replace")
+        old_err, old_out = sys.stderr, sys.stdout
+        os.dup2(sink.fileno(), 2)
+        sys.stderr, sys.stdout = ours, devnull
+        try:
+            yield
+        finally:
+            ours.flush()
+            sys.stderr, sys.stdout = old_err, old_out
+            os.dup2(saved, 2)
+            os.close(saved)
+            ours.close()

@@ -137,7 +137,7 @@ def _server_token(pid: int) -> str | None:
             continue
         try:
             cmd = Path(f"/proc/{entry.name}/cmdline").read_bytes()
-            if b"vitdeploy.serve.local_ray" not in cmd:
+            if b"vitdeploy.ray_local" not in cmd:
                 continue
             stat = Path(f"/proc/{entry.name}/stat").read_text()
             if int(stat[stat.rindex(")") + 2:].split()[1]) != pid:  # its parent is the server

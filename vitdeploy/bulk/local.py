@@ -1,9 +1,11 @@
-"""Bulk prediction in this process: images streamed from ``sources``, decoded in a small thread
-pool, one model, rows appended to a ``Sink``.
+"""Bulk prediction to a file: images streamed from ``sources``, rows appended to a ``Sink``; in
+this process (decode in a small thread pool, one model) or on Ray (``ray_engine``).
 
-Invariant: at most ``2 x batch_size`` decoded images are held at once (the batch being run and
-the one being decoded), whatever the number of images; every entry becomes exactly one row —
-a prediction, or a failed row with the reason — unless ``resume`` found it already done.
+Invariants:
+- in-process, at most ``2 x batch_size`` decoded images are held at once (the batch being run
+  and the one being decoded), whatever the number of images;
+- every entry becomes exactly one row (a prediction, or a failed row with the reason) unless
+  ``resume`` found it already done; the rows are the same, in the same order, on Ray.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,10 +22,12 @@ import numpy as np
 
 from ..errors import ImageError
 from ..options import positive_int
+from ..resources import check_threads
 from .sink import Row, Sink, check_output, partial_path, read_rows
 from .sources import Entry, check_sources, iter_entries
 
 Progress = Callable[[float, float, str], None]
+Key = tuple[str, int, int]
 
 
 @dataclass
@@ -37,14 +41,133 @@ class BulkResult:
     seconds: float
     rate: float  # images per second this run
     runtime: str
+    engine: str  # "in-process" or "ray: N actors x T threads at ADDRESS"
 
 
-def _stat(e: Entry) -> tuple[int, int]:
+def _stat(path: str) -> tuple[int, int]:
     try:
-        st = os.stat(e.path)
+        st = os.stat(path)
     except OSError:
         return -1, -1
     return st.st_size, st.st_mtime_ns
+
+
+def _pending(entries: Iterable[Entry], done: set[Key]) -> Iterator[Entry]:
+    """Entries no earlier run finished (an image is its path, size and mtime)."""
+    for e in entries:
+        if not done or (e.path, *_stat(e.path)) not in done:
+            yield e
+
+
+def _carry(sources: list[Path], sink: Sink) -> set[Key]:
+    """Rows of the earlier output and partial file into ``sink``, each image once; their keys."""
+    done: set[Key] = set()
+    for p in sources:
+        for r in read_rows(p):
+            if r.key() not in done:
+                done.add(r.key())
+                sink.add(r)
+    return done
+
+
+def predict_to_file(artifact: str | Path, data: Sequence[str | Path], out: str | Path, *,
+                    topk: int = 5, batch_size: int = 32, workers: int = 2,
+                    runtime: str | None = None, precision: str | None = None,
+                    threads: int | None = None, settings: dict | None = None,
+                    logits: bool = False, resume: bool = False, force: bool = False,
+                    max_pixels: int | None = None, verify: bool = True,
+                    ray: str | None = None, progress: Progress | None = None) -> BulkResult:
+    """Predict every image of ``data`` into ``out`` (.parquet or .jsonl). In this process with
+    ``workers`` decoding threads; with ``ray`` ("auto": a local Ray, else a cluster's address)
+    on ``workers`` model actors of ``threads`` threads each."""
+    say = progress or (lambda _d, _t, _m: None)
+    positive_int(batch_size, "--batch-size", 1, 4096)
+    positive_int(workers, "--workers", 1, 256)
+    positive_int(topk, "--topk", 1, 100_000)
+    check_threads(threads)
+    out = Path(out)
+    check_sources(data)
+    fmt = check_output(out, force, resume)
+    carried = [p for p in (out, partial_path(out)) if resume and p.is_file()]
+    start = time.perf_counter()
+    with Sink(out, fmt, logits) as sink:
+        done = _carry(carried, sink)
+        sink.mark()  # an error before any new row leaves the earlier files as they were
+        todo = _pending(iter_entries(data), done)
+        run = _on_ray if ray is not None else _in_process
+        predicted, failed, name, engine = run(
+            artifact, todo, sink, ray=ray, workers=workers, threads=threads,
+            batch_size=batch_size, topk=topk, logits=logits, runtime=runtime,
+            precision=precision, settings=settings, max_pixels=max_pixels, verify=verify,
+            total=None if ray is not None else sum(1 for _ in _pending(iter_entries(data), done)),
+            say=say)
+    seconds = time.perf_counter() - start
+    return BulkResult(str(out), fmt, sink.count, predicted, failed, len(done), seconds,
+                      (predicted + failed) / seconds if seconds > 0 else 0.0, name, engine)
+
+
+def _in_process(artifact, todo: Iterator[Entry], sink: Sink, *, workers: int, threads, batch_size,
+                topk, logits, runtime, precision, settings, max_pixels, verify, total: int, say,
+                **_ray) -> tuple[int, int, str, str]:
+    from ..predictor import Predictor
+
+    predicted = failed = seen = 0
+    with Predictor(artifact, runtime=runtime, precision=precision, threads=threads,
+                   settings=settings, verify=verify) as pred, ThreadPoolExecutor(workers) as pool:
+        pre = pred.info.preprocess
+        pending = None
+        for chunk in _chunks(todo, batch_size):
+            futures = [(e, _stat(e.path), pool.submit(_prepare, e, pre, max_pixels))
+                       for e in chunk]
+            if pending is not None:  # run the previous batch while this one decodes
+                p, f = _finish(pending, pred, sink, topk, logits)
+                predicted, failed = predicted + p, failed + f
+            pending = futures
+            seen += len(chunk)
+            say(seen, max(total, 1), f"{seen} of {total} images")
+        if pending is not None:
+            p, f = _finish(pending, pred, sink, topk, logits)
+            predicted, failed = predicted + p, failed + f
+        return predicted, failed, pred.runtime.name, "in-process"
+
+
+def _on_ray(artifact, todo: Iterator[Entry], sink: Sink, *, ray: str, workers: int, threads,
+            batch_size, topk, logits, runtime, precision, settings, max_pixels, verify, say,
+            **_local) -> tuple[int, int, str, str]:
+    """The driver checks the artifact (manifest, preprocessing) but loads no model: actors do."""
+    import json
+
+    from ..artifact import read_artifact_info, verify_artifact
+    from .ray_engine import Job, cluster, stream
+
+    if verify:
+        verify_artifact(artifact)
+    info = read_artifact_info(artifact)
+    job = Job(str(Path(artifact).absolute()), runtime, precision, settings, topk, logits)
+    predicted = failed = 0
+    name = runtime or "?"
+    with cluster(ray, workers, threads) as plan:
+        total, batches = stream(todo, job, plan, batch_size=batch_size, max_pixels=max_pixels,
+                                pre=info.preprocess)
+        for b in batches:
+            for i in range(len(b["image"])):
+                row = _row(b, i, logits)
+                sink.add(row)
+                predicted, failed = predicted + row.ok, failed + (not row.ok)
+            name = json.loads(str(b["runtime"][0]))["name"]
+            say(predicted + failed, max(total, 1), f"{predicted + failed} of {total} images")
+    return predicted, failed, name, (f"ray: {plan.actors} actor(s) x {plan.threads} thread(s) "
+                                     f"at {plan.address}")
+
+
+def _row(b: dict, i: int, logits: bool) -> Row:
+    """Row ``i`` of a result batch ("" and -1 stand for none: numpy columns have no null)."""
+    label = int(b["label"][i])
+    return Row(str(b["image"][i]), int(b["size"][i]), int(b["mtime_ns"][i]), bool(b["ok"][i]),
+               str(b["error"][i]) or None, label if label >= 0 else None,
+               [int(v) for v in b["topk_ids"][i]], [str(v) for v in b["topk_labels"][i]],
+               [float(v) for v in b["topk_scores"][i]],
+               [float(v) for v in b["logits"][i]] if logits else None)
 
 
 def _prepare(e: Entry, pre, max_pixels: int | None) -> np.ndarray:
@@ -58,82 +181,11 @@ def _chunks(it: Iterator[Entry], n: int) -> Iterator[list[Entry]]:
         yield chunk
 
 
-def predict_to_file(artifact: str | Path, data: Sequence[str | Path], out: str | Path, *,
-                    topk: int = 5, batch_size: int = 32, workers: int = 2,
-                    runtime: str | None = None, precision: str | None = None,
-                    threads: int | None = None, settings: dict | None = None,
-                    logits: bool = False, resume: bool = False, force: bool = False,
-                    max_pixels: int | None = None, verify: bool = True,
-                    ray: str | None = None, actors: int = 1,
-                    progress: Progress | None = None) -> BulkResult:
-    """Predict every image of ``data`` into ``out`` (.parquet or .jsonl): in this process, or
-    with ``ray`` ("auto": a local Ray; else a cluster address) on ``actors`` model actors."""
-    from ..predictor import Predictor
+def _finish(futures, pred, sink: Sink, k: int, logits: bool) -> tuple[int, int]:
+    """Collect one decoded chunk, run it as one batch, write its rows in input order;
+    (predicted, failed)."""
     from ..predictor import topk as top_classes
 
-    say = progress or (lambda _d, _t, _m: None)
-    positive_int(batch_size, "--batch-size", 1, 4096)
-    positive_int(workers, "--workers", 1, 256)
-    positive_int(topk, "--topk", 1, 100_000)
-    out = Path(out)
-    check_sources(data)
-    fmt = check_output(out, force, resume)
-    done: set[tuple[str, int, int]] = set()
-    carried: list[Path] = []
-    if resume:
-        for p in (out, partial_path(out)):
-            if p.is_file():
-                carried.append(p)
-                done.update(r.key() for r in read_rows(p))
-    total = sum(1 for _ in iter_entries(data))  # a walk, no image opened: for the ETA
-    start = time.perf_counter()
-    predicted = failed = 0
-    with Predictor(artifact, runtime=runtime, precision=precision, threads=threads,
-                   settings=settings, verify=verify) as pred, \
-            ThreadPoolExecutor(workers) as pool, Sink(out, fmt, logits) as sink:
-        for p in carried:  # rows of the earlier run first, each once
-            seen: set[tuple[str, int, int]] = set()
-            for r in read_rows(p):
-                if r.key() not in seen:
-                    seen.add(r.key())
-                    sink.add(r)
-        resumed = sink.count
-        pre, labels = pred.info.preprocess, pred.info.labels
-        if ray is not None:
-            from . import ray_engine
-
-            predicted, failed = ray_engine.run(
-                artifact, data, sink, address=ray, actors=actors,
-                threads=threads or 1, batch_size=batch_size, k=topk, logits=logits,
-                runtime=runtime, precision=precision, settings=settings,
-                max_pixels=max_pixels, pre=pre, done=done, say=say)
-            chunks: Iterator[list[Entry]] = iter(())
-        else:
-            chunks = _chunks(iter_entries(data), batch_size)
-        pending = None
-        for chunk in chunks:
-            stats = [_stat(e) for e in chunk]
-            todo = [(e, s) for e, s in zip(chunk, stats, strict=True)
-                    if (e.path, *s) not in done]
-            futures = [(e, s, pool.submit(_prepare, e, pre, max_pixels)) for e, s in todo]
-            if pending is not None:
-                predicted, failed = _finish(pending, pred, sink, labels, topk, logits,
-                                            top_classes, predicted, failed)
-            pending = futures
-            say(sink.count - resumed, max(total - resumed, 1),
-                f"{sink.count} of {total} images")
-        if pending is not None:
-            predicted, failed = _finish(pending, pred, sink, labels, topk, logits, top_classes,
-                                        predicted, failed)
-        name = pred.runtime.name
-    seconds = time.perf_counter() - start
-    return BulkResult(str(out), fmt, sink.count, predicted, failed, resumed, seconds,
-                      (predicted + failed) / seconds if seconds > 0 else 0.0, name)
-
-
-def _finish(futures, pred, sink: Sink, labels, k: int, logits: bool, top_classes,
-            predicted: int, failed: int) -> tuple[int, int]:
-    """Collect one decoded chunk, run it as one batch, write its rows in input order."""
     arrays, kept = [], []
     rows: list[Row] = []
     for e, (size, mtime), fut in futures:
@@ -143,18 +195,16 @@ def _finish(futures, pred, sink: Sink, labels, k: int, logits: bool, top_classes
             rows.append(Row(e.path, size, mtime, True, label=e.label))
         except ImageError as err:
             rows.append(Row(e.path, size, mtime, False, str(err), label=e.label))
-            failed += 1
     if arrays:
         out = pred.predict_batch(np.stack(arrays))
-        scores = pred.scores(out)
-        for i, top, raw in zip(kept, top_classes(scores, k, labels), out, strict=True):
+        ranked = top_classes(pred.scores(out), k, pred.info.labels)
+        for i, top, raw in zip(kept, ranked, out, strict=True):
             r = rows[i]
             r.topk_ids = [t.class_id for t in top]
             r.topk_labels = [t.label for t in top]
             r.topk_scores = [float(t.score) for t in top]
             if logits:
                 r.logits = [float(v) for v in raw]
-        predicted += len(arrays)
     for r in rows:
         sink.add(r)
-    return predicted, failed
+    return len(arrays), len(rows) - len(arrays)

@@ -1,52 +1,176 @@
-"""Bulk prediction on Ray Data: entries read in tasks, images decoded in tasks, the model run in
-an actor pool (one ``Predictor`` per actor), rows streamed back to the driver and written by the
-same ``Sink`` as in-process (so the file, its schema, resume and atomicity are the same).
+"""Bulk inference on Ray Data: entries in object-store shards, images decoded in tasks, the model
+run in an actor pool (one ``Predictor`` per actor), column batches streamed back to the driver.
+The callers (``local.predict_to_file``, ``evaluate.evaluate_on_ray``) write or tally them exactly
+as they do in-process.
 
 Invariants:
-- the entry list goes to Ray as a temp text file (written while streaming the sources), never as
-  one in-memory list;
-- order is preserved (``preserve_order``): the output is row for row the in-process one;
-- a killed actor is restarted and its batch retried (``max_restarts`` / ``max_task_retries``):
-  every entry ends as exactly one row;
-- threads per actor x actors never exceed the CPUs Ray was given: actors do not fight over cores.
-
-Work in progress (issue 19): ``address="auto"`` starts Ray inside this process with
-``ray.init``; serve's ``LocalRay`` (a helper in its own session, so a terminal's Ctrl-C does not
-reach Ray) should move below the workflows floor and be used here too.
+- the entry list reaches Ray as shards of a few batches put in the object store while
+  the sources are streamed: never one in-memory list, never a file only the driver's disk has;
+- order is preserved: batch rows come back in entry order, so outputs equal in-process ones;
+- a killed actor is restarted and its batch retried (Ray Data's actor pools default to
+  ``max_restarts=-1``, ``max_task_retries=-1``; an actor that fails to load fails the job):
+  every entry comes back exactly once;
+- actors x threads per actor never exceed the CPUs Ray has, and CPU is left for reading and
+  decoding: actors do not fight over cores, and decoding can always be scheduled;
+- ``--ray auto`` runs Ray in its own session (``ray_local``): a terminal's Ctrl-C stops
+  vitdeploy (its output kept as ``.partial``), never Ray under it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Sequence
-from pathlib import Path
+import socket
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 import numpy as np
 
-from .sink import Row, Sink
-from .sources import iter_entries
+from ..errors import ArtifactError, OptionError, VitdeployError, first_line
+from ..quiet import terminal_only_for_us
+from ..resources import physical_cores
+from .sources import Entry
 
-Progress = Callable[[float, float, str], None]
+DECODE_CPUS = 0.5  # a light task: it fits beside the actors' whole CPUs
+CONNECT_TIMEOUT_S = 5.0
+RESULT_COLUMNS = ("image", "size", "mtime_ns", "ok", "error", "label", "topk_ids", "topk_labels",
+                  "topk_scores", "logits", "runtime")
 
 
-def _entries_file(data: Sequence[str | Path], folder: Path, done: set) -> tuple[Path, int]:
-    """``path<TAB>label`` per line (label empty when none), streamed from the sources; entries
-    an earlier run finished (``done``: path, size, mtime) are left out."""
-    path, n = folder / "entries.txt", 0
-    with open(path, "w", encoding="utf-8") as f:
-        for e in iter_entries(data):
-            if done:
-                try:
-                    st = os.stat(e.path)
-                    if (e.path, st.st_size, st.st_mtime_ns) in done:
-                        continue
-                except OSError:
-                    pass
-            f.write(f"{e.path}\t{'' if e.label is None else e.label}\n")
-            n += 1
-    return path, n
+@dataclass(frozen=True)
+class Plan:
+    """Where a bulk run goes: the cluster's address, its actors and threads per actor."""
+
+    address: str
+    actors: int
+    threads: int
+    cpus: float  # the CPUs Ray has
+
+
+@dataclass(frozen=True)
+class Job:
+    """What each actor loads and returns."""
+
+    artifact: str  # absolute: actors do not share the driver's working directory
+    runtime: str | None
+    precision: str | None
+    settings: dict | None
+    k: int
+    logits: bool
+    by_raw: bool = False  # top-k of raw outputs (eval's ranking) instead of scores (predict's)
+
+
+def _host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise OptionError(f"--ray {address!r}: expected 'auto' or a Ray head's HOST:PORT "
+                          "(e.g. 10.0.0.5:6379, what `ray start --head` prints)")
+    return host, int(port)
+
+
+def _reachable(address: str) -> None:
+    host, port = _host_port(address)
+    try:
+        socket.create_connection((host, port), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        raise VitdeployError(f"cannot reach a Ray cluster at {address}: {why}; start one there "
+                             "with `ray start --head`, or pass --ray auto") from None
+
+
+def _init(address: str) -> None:
+    import ray
+
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING,
+                 configure_logging=True)
+    except Exception as e:  # noqa: BLE001  (Ray raises many kinds; the user needs one line)
+        raise VitdeployError(f"cannot join the Ray cluster at {address}: {first_line(e)}") from None
+
+
+def _quiet() -> None:
+    """Ray Data's log lines (plans, progress, tracebacks) and advice warnings off the user's
+    stderr: its logs stay in Ray's session folder. Called after ``import ray.data`` (which sets
+    its own levels)."""
+    import warnings
+
+    for name in ("ray", "ray.data"):  # errors too: the job's failure is our one line
+        logging.getLogger(name).setLevel(logging.CRITICAL + 1)
+    warnings.filterwarnings("ignore", module=r"ray(\.|$)")
+
+
+def _plan(address: str, actors: int, threads: int | None) -> Plan:
+    import ray
+
+    nodes = [n.get("Resources", {}).get("CPU", 0.0) for n in ray.nodes() if n.get("Alive")]
+    total, widest = sum(nodes), max(nodes, default=0.0)
+    if threads is None:
+        threads = max(1, min(int(widest), int((total - 1) // actors)))
+    need = actors * threads + DECODE_CPUS
+    if threads > widest or need > total:
+        raise OptionError(f"--workers {actors} x --threads {threads} does not fit the Ray "
+                          f"cluster's {total:g} CPUs ({widest:g} on its widest node) with room "
+                          "to decode images; lower --workers or --threads")
+    return Plan(address, actors, threads, total)
+
+
+@contextlib.contextmanager
+def cluster(address: str, actors: int, threads: int | None) -> Iterator[Plan]:
+    """A Ray to run on: ``auto`` starts a local one (its own session) for ``actors``; else the
+    cluster at ``address``. A Ray this process already joined (library use) is used as it is."""
+    from ..ray_local import LocalRay, prepare_environment
+
+    already = "ray" in sys.modules and sys.modules["ray"].is_initialized()
+    if address == "auto" and not already:
+        prepare_environment()  # before Ray is imported
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    local: LocalRay | None = None
+    with terminal_only_for_us():  # Ray's driver prints task errors to stdout, C++ lines to fd 2
+        try:
+            if already:
+                address = "(this process's Ray)"
+            elif address == "auto":
+                per_actor = threads or max(1, physical_cores() // actors)
+                local = LocalRay({"num_cpus": actors * per_actor + 1, "include_dashboard": False})
+                _init(local.start())
+            else:
+                _reachable(address)
+                _init(address)
+            yield _plan(address, actors, threads)
+        finally:
+            if not already and ray.is_initialized():
+                ray.shutdown()
+            if local is not None:
+                local.stop()
+
+
+def _shards(entries: Iterable[Entry], rows: int) -> tuple[list, int]:
+    """Object refs of Arrow tables of (image, label) entries, ``rows`` each (a few batches: a
+    small run still spreads over the actors); and their count."""
+    import pyarrow as pa
+    import ray
+
+    refs, n, chunk = [], 0, []
+
+    def put() -> None:
+        table = pa.table({"image": [e.path for e in chunk],
+                          "label": [-1 if e.label is None else e.label for e in chunk]})
+        refs.append(ray.put(table))
+        chunk.clear()
+
+    for e in entries:
+        chunk.append(e)
+        n += 1
+        if len(chunk) == rows:
+            put()
+    if chunk:
+        put()
+    return refs, n
 
 
 def _decode(batch: dict, pre, max_pixels: int | None) -> dict:
@@ -54,41 +178,52 @@ def _decode(batch: dict, pre, max_pixels: int | None) -> dict:
     from ..errors import ImageError
     from ..preprocess import preprocess_image
 
-    out: dict[str, list] = {k: [] for k in ("image", "size", "mtime_ns", "ok", "error", "label",
-                                            "pixels")}
+    cols: dict[str, list] = {k: [] for k in ("image", "size", "mtime_ns", "ok", "error", "label",
+                                             "pixels")}
     blank = np.zeros((3, pre.crop_size, pre.crop_size), np.float32)
-    for line in batch["text"]:
-        path, _, label = str(line).partition("\t")
+    for path, label in zip(batch["image"], batch["label"], strict=True):
+        path = str(path)
         try:
             st = os.stat(path)
             size, mtime = st.st_size, st.st_mtime_ns
         except OSError:
             size = mtime = -1
         try:
-            pixels, ok, err = preprocess_image(path, pre, max_pixels), True, None
+            pixels, ok, err = preprocess_image(path, pre, max_pixels), True, ""
         except ImageError as e:
             pixels, ok, err = blank, False, str(e)
         for k, v in (("image", path), ("size", size), ("mtime_ns", mtime), ("ok", ok),
-                     ("error", err or ""), ("label", int(label) if label else -1),
-                     ("pixels", pixels)):
-            out[k].append(v)
-    return {k: (np.stack(v) if k == "pixels" else v) for k, v in out.items()}
+                     ("error", err), ("label", int(label)), ("pixels", pixels)):
+            cols[k].append(v)
+    return {k: (np.stack(v) if k == "pixels" else v) for k, v in cols.items()}
 
 
 class _Model:
-    """A Ray actor of the pool: one Predictor, loaded once."""
+    """A Ray actor of the pool: one Predictor, loaded once. ``actor_class`` bakes the job into a
+    subclass: an actor without constructor arguments restarts with nothing to fetch."""
 
-    def __init__(self, artifact: str, runtime: str | None, precision: str | None,
-                 threads: int, settings: dict | None, k: int, logits: bool) -> None:
+    job: Job
+    threads: int
+
+    def __init__(self) -> None:
         from ..predictor import Predictor
 
-        self.pred = Predictor(artifact, runtime=runtime, precision=precision, threads=threads,
-                              settings=settings, verify=False)
-        self.k, self.logits = k, logits
+        job, threads = self.job, self.threads
+        try:
+            self.pred = Predictor(job.artifact, runtime=job.runtime, precision=job.precision,
+                                  threads=threads, settings=job.settings, verify=False)
+        except Exception as e:  # a plain error crosses to the driver's one line intact
+            raise ArtifactError(f"a Ray worker on {socket.gethostname()} could not load "
+                                f"{job.artifact}: {first_line(e)}") from None
+        rt = self.pred.runtime
+        self.runtime = json.dumps({"name": rt.name, "artifact_precision": rt.artifact_precision,
+                                   "compute_precision": rt.compute_precision,
+                                   "detail": rt.detail, "notes": list(rt.notes)})
 
     def __call__(self, batch: dict) -> dict:
         from ..predictor import topk
 
+        job, pred = self.job, self.pred
         ok = np.asarray(batch["ok"], bool)
         n = len(ok)
         ids: list[list[int]] = [[] for _ in range(n)]
@@ -96,57 +231,64 @@ class _Model:
         scores: list[list[float]] = [[] for _ in range(n)]
         raw: list[list[float]] = [[] for _ in range(n)]
         if ok.any():
-            out = self.pred.predict_batch(np.ascontiguousarray(batch["pixels"][ok], np.float32))
-            rows = np.flatnonzero(ok)
-            for i, top, logit in zip(rows, topk(self.pred.scores(out), self.k,
-                                                self.pred.info.labels), out, strict=True):
+            out = pred.predict_batch(np.ascontiguousarray(batch["pixels"][ok], np.float32))
+            ranked = topk(out if job.by_raw else pred.scores(out), job.k, pred.info.labels)
+            for i, top, logit in zip(np.flatnonzero(ok), ranked, out, strict=True):
                 ids[i] = [t.class_id for t in top]
                 labels[i] = [t.label for t in top]
                 scores[i] = [float(t.score) for t in top]
-                raw[i] = [float(v) for v in logit] if self.logits else []
-        result = {k: list(batch[k]) for k in ("image", "size", "mtime_ns", "ok", "error", "label")}
-        result.update(topk_ids=ids, topk_labels=labels, topk_scores=scores, logits=raw)
-        return result
+                raw[i] = [float(v) for v in logit] if job.logits else []
+        cols = {k: list(batch[k]) for k in ("image", "size", "mtime_ns", "ok", "error", "label")}
+        cols.update(topk_ids=ids, topk_labels=labels, topk_scores=scores, logits=raw,
+                    runtime=[self.runtime] * n)
+        return cols
 
 
-def run(artifact: str | Path, data: Sequence[str | Path], sink: Sink, *, address: str,
-        actors: int, threads: int, batch_size: int, k: int, logits: bool,
-        runtime: str | None, precision: str | None, settings: dict | None,
-        max_pixels: int | None, pre, done: set, say: Progress) -> tuple[int, int]:
-    """Predict every entry not in ``done`` into ``sink``; (predicted, failed)."""
+def actor_class(job: Job, threads: int) -> type[_Model]:
+    return type("BulkModel", (_Model,), {"job": job, "threads": threads})
+
+
+def _worker_error(e: Exception) -> VitdeployError:
+    """One line for a failed Ray job: our own error's text where a worker raised one."""
+    seen, cause = set(), e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, VitdeployError):
+            return cause
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    text = first_line(e)
+    mark = "ArtifactError: "  # an actor's creation error arrives as text in RayActorError
+    if mark in str(e):
+        return ArtifactError(str(e).split(mark, 1)[1].strip().splitlines()[0])
+    return VitdeployError(f"the Ray job failed: {text}")
+
+
+def stream(entries: Iterable[Entry], job: Job, plan: Plan, *, batch_size: int,
+           max_pixels: int | None, pre) -> tuple[int, Iterator[dict]]:
+    """(number of entries, their result batches in entry order); columns: RESULT_COLUMNS."""
     import ray
+    import ray.data
 
-    if not ray.is_initialized():
-        kwargs = {"num_cpus": actors * threads + 1} if address == "auto" else {"address": address}
-        ray.init(**kwargs, log_to_driver=False, include_dashboard=False,
-                 logging_level=logging.WARNING)
-        logging.getLogger("ray").setLevel(logging.ERROR)  # Ray Data's INFO lines on stderr
+    _quiet()
     ctx = ray.data.DataContext.get_current()
     ctx.execution_options.preserve_order = True
     ctx.enable_progress_bars = False
-    predicted = failed = 0
-    with tempfile.TemporaryDirectory(prefix="vitdeploy-bulk-") as tmp:
-        entries, total = _entries_file(data, Path(tmp), done)
-        if not total:
-            return 0, 0
-        ds = ray.data.read_text(str(entries))
-        ds = ds.map_batches(_decode, batch_size=batch_size, fn_args=(pre, max_pixels))
-        ds = ds.map_batches(_Model, batch_size=batch_size, concurrency=actors, num_cpus=threads,
-                            fn_constructor_args=(str(Path(artifact).absolute()), runtime,
-                                                 precision, threads, settings, k, logits),
-                            max_restarts=-1, max_task_retries=-1)
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            for i in range(len(batch["image"])):
-                row = Row(str(batch["image"][i]), int(batch["size"][i]),
-                          int(batch["mtime_ns"][i]), bool(batch["ok"][i]),
-                          str(batch["error"][i]) or None,  # "" / -1: none (numpy has no null)
-                          int(batch["label"][i]) if int(batch["label"][i]) >= 0 else None,
-                          list(map(int, batch["topk_ids"][i])),
-                          list(map(str, batch["topk_labels"][i])),
-                          list(map(float, batch["topk_scores"][i])),
-                          list(map(float, batch["logits"][i])) if logits else None)
-                sink.add(row)
-                predicted += row.ok
-                failed += not row.ok
-            say(predicted + failed, max(total, 1), f"{predicted + failed} of {total} images")
-    return predicted, failed
+    refs, total = _shards(entries, 4 * batch_size)
+
+    def batches() -> Iterator[dict]:
+        if not refs:
+            return
+        ds = ray.data.from_arrow_refs(refs)
+        ds = ds.map_batches(_decode, batch_size=batch_size, fn_args=(pre, max_pixels),
+                            num_cpus=DECODE_CPUS)
+        pool = ray.data.ActorPoolStrategy(size=plan.actors)
+        ds = ds.map_batches(actor_class(job, plan.threads), batch_size=batch_size, compute=pool,
+                            num_cpus=plan.threads)  # Ray Data's default: restarts, retries
+        try:
+            yield from ds.iter_batches(batch_size=None, batch_format="numpy")
+        except VitdeployError:
+            raise
+        except Exception as e:  # noqa: BLE001
+            raise _worker_error(e) from None
+
+    return total, batches()

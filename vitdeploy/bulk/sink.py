@@ -4,7 +4,8 @@ to a temp file beside the output and moved into place when the run completes.
 Invariant: the output file is always a complete run's (or absent); an unfinished run's rows live
 in ``.<name>.partial`` beside it — closed properly on Ctrl-C or an error (Parquet footer
 written), so ``--resume`` reads them back, skips their images, and carries them into the new
-output. Rows are keyed by (image path, size, mtime): a rewritten image is predicted again.
+output. A run that fails before writing a new row leaves nothing (no half-written file). Rows
+are keyed by (image path, size, mtime): a rewritten image is predicted again.
 """
 
 from __future__ import annotations
@@ -59,9 +60,15 @@ def check_output(out: Path, force: bool, resume: bool) -> str:
         raise OutputExistsError(f"{out} exists; pass --resume to add what it lacks, or --force to "
                                 "start over")
     parent = out.parent if str(out.parent) else Path(".")
-    if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise OutputExistsError(f"cannot write to {parent}: not a writable folder; choose another "
-                                "--out")
+    probe = out.with_name(f".{out.name}.writing")
+    try:  # a real create, not os.access: root, read-only mounts and /proc answer differently
+        if not parent.is_dir():
+            raise FileNotFoundError(2, "no such folder")
+        probe.touch(exist_ok=True)
+        probe.unlink()
+    except OSError as e:
+        raise OutputExistsError(f"cannot write {out}: {parent} is not a writable folder "
+                                f"({e.strerror}); choose another --out") from None
     return fmt
 
 
@@ -108,6 +115,11 @@ class Sink:
         self._writer = None
         self._file = None
         self.count = 0
+        self._marked = 0
+
+    def mark(self) -> None:
+        """Rows so far are carried over: an error before any further row keeps no partial."""
+        self._marked = self.count
 
     def __enter__(self) -> Sink:
         if self.fmt == "jsonl":
@@ -147,5 +159,7 @@ class Sink:
         if exc_type is None:
             os.replace(self.tmp, self.out)
             self.partial.unlink(missing_ok=True)
-        else:  # what was written so far stays for --resume
+        elif self.count > self._marked:  # what was written so far stays for --resume
             os.replace(self.tmp, self.partial)
+        else:  # nothing new: nothing half-written, the earlier files as they were
+            self.tmp.unlink(missing_ok=True)

@@ -198,7 +198,7 @@ def _preprocess(decoded: list[tuple[int, np.ndarray]], cfg, on_bad_image: str,
             kept, bad)
 
 
-def _check_options(batch_size: int, limit: int | None, on_bad_image: str) -> None:
+def check_eval_options(batch_size: int, limit: int | None, on_bad_image: str) -> None:
     check_policy(on_bad_image)
     positive_int(batch_size, "--batch-size")
     if limit is not None:
@@ -208,7 +208,7 @@ def _check_options(batch_size: int, limit: int | None, on_bad_image: str) -> Non
 def evaluate(predictor: Predictor, folder: str | Path, batch_size: int = 32, *,
              on_bad_image: str = "skip", max_pixels: int | None = None) -> EvalResult:
     """Accuracy over the usable images; bad ones are skipped (listed) or, with "stop", raised."""
-    _check_options(batch_size, None, on_bad_image)
+    check_eval_options(batch_size, None, on_bad_image)
     pairs = labelled_data(folder, predictor.info.labels, predictor.info.num_classes)
     t = _score([predictor], pairs, batch_size, on_bad_image, max_pixels, lambda _m: None)[0]
     if not t.n:
@@ -216,9 +216,8 @@ def evaluate(predictor: Predictor, folder: str | Path, batch_size: int = 32, *,
     return EvalResult(t.n, t.hits1 / t.n, t.hits5 / t.n, predictor.runtime.name, t.skipped)
 
 
-def _same_labels(first: Predictor, other: Predictor, artifact: str | Path,
-                 reference: str | Path) -> None:
-    a, b = first.info.labels, other.info.labels
+def same_labels(a: list[str], b: list[str], artifact: str | Path, reference: str | Path) -> None:
+    """``artifact``'s labels ``b`` are the reference's ``a``, or one line saying where not."""
     if a == b:
         return
     if len(a) != len(b):
@@ -242,7 +241,7 @@ def evaluate_many(artifacts: Sequence[str | Path], data: str | Path, *, runtime:
     ``runtime`` applies to every artifact (default: each one's own). All artifacts must have the
     first one's labels. Every predictor stays loaded, so each image is decoded once."""
     say = progress or (lambda _m: None)
-    _check_options(batch_size, limit, on_bad_image)
+    check_eval_options(batch_size, limit, on_bad_image)
     if not artifacts:
         raise OptionError("name at least one artifact directory to evaluate")
     with contextlib.ExitStack() as stack:
@@ -254,7 +253,7 @@ def evaluate_many(artifacts: Sequence[str | Path], data: str | Path, *, runtime:
                 artifact, runtime=runtime, model=model, verify=verify, threads=threads,
                 settings=settings_for(artifact, runtime, settings)))
             if preds:
-                _same_labels(preds[0], pred, artifact, artifacts[0])
+                same_labels(preds[0].info.labels, pred.info.labels, artifact, artifacts[0])
             else:  # the data is checked before loading the other artifacts
                 pairs = labelled_data(data, pred.info.labels, pred.info.num_classes)[:limit]
             preds.append(pred)

@@ -21,11 +21,11 @@ def predict_to_file(artifact: Path, images: list[Path], out: Path, k: int, runti
         result = run(artifact, images, out, topk=k, batch_size=batch_size, workers=workers,
                      runtime=runtime, precision=precision, threads=threads, settings=settings,
                      logits=logits, resume=resume, force=force, max_pixels=max_pixels,
-                     verify=verify, ray=ray, actors=workers, progress=bar.update)
+                     verify=verify, ray=ray, progress=bar.update)
     finally:
         bar.stop()
     if as_json:
         return print_json(asdict(result))
     say(f"wrote {result.images} rows to {result.out} ({result.format}): {result.predicted} "
         f"predicted, {result.failed} failed, {result.resumed} kept from an earlier run; "
-        f"{result.rate:.1f} images/s on {result.runtime}")
+        f"{result.rate:.1f} images/s on {result.runtime} ({result.engine})")

@@ -257,6 +257,9 @@ def eval_cmd(
     bad_images: BadImages = "skip",
     max_pixels: MaxPixels = None,
     save: SavePath = None,
+    ray: Optional[str] = typer.Option(None, "--ray", help="Run on Ray Data: 'auto' (a local Ray) "
+                                      "or a cluster ADDRESS; the same numbers (docs/bulk.md)."),
+    workers: int = typer.Option(1, "--workers", help="With --ray: model actors per artifact."),
     as_json: AsJson = False,
 ):
     """Measure top-1 / top-5 accuracy of one or more artifacts on the same labelled images."""
@@ -271,11 +274,14 @@ def eval_cmd(
     if save is not None:
         check_save_path(save)
 
+    if ray is not None:
+        from ..bulk import evaluate_on_ray as evaluate_many  # the same rows, on Ray
+    opts = {"ray": ray, "workers": workers} if ray is not None else {}
     with err.status(f"evaluating on {data}") as status:
         rows = evaluate_many(artifacts, data, runtime=runtime, batch_size=batch_size, limit=limit,
                              model=model, verify=not no_verify, progress=status.update,
                              threads=threads, settings=parse_settings(setting),
-                             **images_opts)
+                             **images_opts, **opts)
     warn_skipped(_distinct_skipped(rows))
     if as_json:
         print_json([r.to_dict() for r in rows])

@@ -12,14 +12,13 @@ import dataclasses
 import functools
 import logging
 import os
-import secrets
 import signal
 import threading
 import time
 from typing import Any
 
 from ..errors import OptionError, VitdeployError, first_line
-from ..resources import child_env
+from ..ray_local import LocalRay, prepare_environment
 from .config import ModelSpec, ServeOptions
 from .listen import Started, bind
 
@@ -125,16 +124,12 @@ def _init_kwargs(replicas: int, cpus: int) -> dict[str, Any]:
 def serve_on_ray(specs: list[ModelSpec], options: ServeOptions, *, host: str, port: int,
                  replicas: int, address: str | None, on_ready: Any = None,
                  log_level: str = "info") -> None:
-    """Serve until SIGINT/SIGTERM on a local Ray instance (its own session: see local_ray.py) or
+    """Serve until SIGINT/SIGTERM on a local Ray instance (its own session: see ray_local.py) or
     on the cluster at ``address``. The stop is bounded: replicas get SHUTDOWN_S to finish their
     in-flight requests, then the local instance is stopped, and nothing of it is left."""
     local = address is None
-    if local:  # a local instance stays on loopback (Ray's switch for single-machine use; read
-        # when ray is imported), rather than its processes talking over the machine's network IP
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        if "RAY_AUTH_MODE" not in os.environ:  # Ray's default token auth, with a token of this
-            # run's own (the helper, this driver and the replicas share it; nothing in ~/.ray)
-            os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    if local:  # loopback, a token of this run's own, this vitdeploy on the replicas' path
+        prepare_environment()
     try:
         import ray
         from ray import serve
@@ -142,7 +137,6 @@ def serve_on_ray(specs: list[ModelSpec], options: ServeOptions, *, host: str, po
         raise VitdeployError("--replicas and --ray run on Ray Serve, which is not installed: "
                              "pip install 'ray[serve]'") from None
     from ..runtimes import physical_cores
-    from .local_ray import LocalRay
 
     if not local and port == 0:
         raise OptionError("--port 0 does not apply to --ray: the cluster's Serve proxies listen on "
@@ -153,8 +147,6 @@ def serve_on_ray(specs: list[ModelSpec], options: ServeOptions, *, host: str, po
         sock.close()
         threads = max(1, physical_cores() // replicas)
         specs = [dataclasses.replace(s, threads=s.threads or threads) for s in specs]
-        # the replicas import this very vitdeploy (a worktree or checkout), not another install
-        os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phoning home
     cpus = max(s.threads or 1 for s in specs)
     cluster = LocalRay(_init_kwargs(replicas, cpus)) if local else None

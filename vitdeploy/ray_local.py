@@ -1,4 +1,4 @@
-"""The local Ray instance of ``serve --replicas N``, started in a session of its own.
+"""A local Ray instance in a session of its own: `serve --replicas N` and bulk `--ray auto`.
 
 A terminal's Ctrl-C goes to the whole foreground process group, and ``kill -TERM -PGID`` (systemd,
 supervisors) to a whole group too: had ``ray.init`` started Ray's GCS, raylet and helpers as our
@@ -13,7 +13,7 @@ Invariants:
 - if vitdeploy dies without ``stop()`` (SIGKILL), the helper reads EOF on its stdin and shuts
   Ray down itself.
 
-``python -m vitdeploy.serve.local_ray CONFIG_JSON`` is the helper: it prints one JSON line,
+``python -m vitdeploy.ray_local CONFIG_JSON`` is the helper: it prints one JSON line,
 ``{"address": ...}`` or ``{"error": ...}``, then waits for its stdin to close.
 """
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -31,8 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..errors import VitdeployError
-from ..resources import child_env
+from .errors import VitdeployError
+from .resources import child_env
 
 START_TIMEOUT_S = 180.0  # Ray's first start on a cold 2-core machine takes ~10 s
 STOP_TIMEOUT_S = 5.0  # the helper's own ray.shutdown(), before the session is killed
@@ -70,6 +71,21 @@ def kill_session(sid: int, grace: float = 2.0) -> None:
             time.sleep(0.05)
 
 
+def prepare_environment() -> None:
+    """Call before ``import ray`` in a driver of a local instance (its helper inherits this):
+    - loopback only (Ray's single-machine switch, read when ray is imported), rather than Ray's
+      processes talking over the machine's network IP;
+    - Ray's token auth with a token of this run's own (helper, driver and workers share it;
+      nothing in ~/.ray), unless the user set an auth mode;
+    - workers import this very vitdeploy (a worktree or checkout), not another install;
+    - no usage stats phoned home."""
+    os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+    if "RAY_AUTH_MODE" not in os.environ:
+        os.environ.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32))
+    os.environ["PYTHONPATH"] = child_env()["PYTHONPATH"]
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
 class LocalRay:
     """Start with ``start()`` (returns the GCS address for ``ray.init(address=...)``), end with
     ``stop()``; usable as a context manager."""
@@ -82,7 +98,7 @@ class LocalRay:
     def start(self, timeout: float = START_TIMEOUT_S) -> str:
         env = child_env()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vitdeploy.serve.local_ray", json.dumps(self.init_kwargs)],
+            [sys.executable, "-m", "vitdeploy.ray_local", json.dumps(self.init_kwargs)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log, text=True, env=env,
             start_new_session=True)
         line: list[str] = []
