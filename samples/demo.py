@@ -53,6 +53,10 @@ def main() -> None:
     step("parity", *rel.values(), "--images", sample["test_dir"], "--save", out / "parity.json")
     step("eval", *rel.values(), "--data", sample["test_dir"], "--min-top1", "0.97",
          "--save", out / "eval.json")
+    # bulk: every test image to Parquet through Ray Data (a local Ray, an actor pool): the
+    # same rows as `predict --json`; docs/bulk.md
+    step("predict", rel["onnx"], sample["test_dir"], "--out", out / "preds.parquet", "--ray",
+         "auto", "--force")
     # Lite .nb files run on Paddle Lite's ARM kernels under QEMU once 'vitdeploy lite setup --arm'
     # (and --arm armv7) built them, else on their x86 twins (the rows say which).
     # speed: each artifact in its own process, runs interleaved

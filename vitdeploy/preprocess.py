@@ -209,22 +209,34 @@ def center_crop(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def normalize(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """HWC uint8 -> CHW float32, with PaddleClas's float32 arithmetic order."""
-    mean = np.array(cfg.mean, dtype=np.float32).reshape(1, 1, 3)
-    std = np.array(cfg.std, dtype=np.float32).reshape(1, 1, 3)
+    """HWC uint8 -> CHW float32 (or a batch, NHWC -> NCHW), with PaddleClas's float32
+    arithmetic order: element by element, so a batch gives each image's own bits."""
+    mean = np.array(cfg.mean, dtype=np.float32)
+    std = np.array(cfg.std, dtype=np.float32)
     out = (img.astype(np.float32) * np.float32(cfg.scale) - mean) / std
-    return np.ascontiguousarray(out.transpose(2, 0, 1))
+    return np.ascontiguousarray(np.moveaxis(out, -1, -3))
+
+
+def crop_array(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
+    """Resized and center-cropped, still HWC uint8: a quarter of the bytes of the model's input
+    (what bulk inference moves between processes; ``normalize`` finishes it)."""
+    img = resize_short(img, cfg.resize_short, cfg.interpolation, cfg.backend)
+    return center_crop(img, cfg.crop_size)
 
 
 def preprocess_array(img: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    img = resize_short(img, cfg.resize_short, cfg.interpolation, cfg.backend)
-    return normalize(center_crop(img, cfg.crop_size), cfg)
+    return normalize(crop_array(img, cfg), cfg)
+
+
+def crop_image(path: str | Path, cfg: PreprocessConfig, max_pixels: int | None = None) -> np.ndarray:
+    """One image file -> its HWC uint8 crop (see ``crop_array``)."""
+    return crop_array(decode_image(path, max_pixels), cfg)
 
 
 def preprocess_image(path: str | Path, cfg: PreprocessConfig,
                      max_pixels: int | None = None) -> np.ndarray:
     """One image file -> CHW float32 tensor ready for the model."""
-    return preprocess_array(decode_image(path, max_pixels), cfg)
+    return normalize(crop_image(path, cfg, max_pixels), cfg)
 
 
 def preprocess_batch(paths: Iterable[str | Path], cfg: PreprocessConfig,

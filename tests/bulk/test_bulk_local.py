@@ -60,3 +60,16 @@ def test_bad_input(sample, sample_export, tmp_path, args, needle):
     r = invoke("predict", sample_export, ROOT / sample["test_dir"], *args)
     assert_one_line_error(r, needle)
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args,needle", [
+    (("predict", "--ray", "auto"), "--ray applies to bulk prediction: add --out"),
+    (("predict", "--resume"), "--resume applies to bulk prediction"),
+    (("eval", "--workers", "2"), "--workers applies to --ray"),
+])
+def test_bulk_options_need_their_mode(sample, sample_export, tmp_path, args, needle):
+    data = ROOT / sample["test_dir"]
+    cmd, *rest = args
+    where = ("--data", data) if cmd == "eval" else (data,)
+    r = invoke(cmd, sample_export, *where, *rest)
+    assert_one_line_error(r, needle)

@@ -18,7 +18,7 @@ from ..errors import ImageError, OptionError
 from ..options import positive_int
 from ..predictor import settings_for
 from ..preprocess import Skipped, no_usable_images
-from .ray_engine import Job, cluster, stream
+from .ray_engine import Job, actor_settings, cluster, stream
 from .sources import Entry
 
 
@@ -49,7 +49,8 @@ def evaluate_on_ray(artifacts: Sequence[str | Path], data: str | Path, *, ray: s
         for n, (artifact, info) in enumerate(zip(artifacts, infos, strict=True), 1):
             say(f"evaluating {artifact} on Ray ({n}/{len(artifacts)}): {len(pairs)} images")
             job = Job(str(Path(artifact).absolute()), runtime, None,
-                      settings_for(artifact, runtime, settings), 5, False, by_raw=True)
+                      actor_settings(artifact, runtime, settings_for(artifact, runtime, settings)),
+                      5, False, by_raw=True)
             _, batches = stream((Entry(str(p), cid) for p, cid in pairs), job, plan,
                                 batch_size=batch_size, max_pixels=max_pixels,
                                 pre=info.preprocess)

@@ -39,7 +39,9 @@ class BulkResult:
     failed: int  # rows this run recorded as failed
     resumed: int  # rows carried over from an earlier run
     seconds: float
-    rate: float  # images per second this run
+    rate: float  # images per second this run, start-up included
+    startup_s: float  # the model loaded in-process; Ray started and joined (actors load later)
+    steady_rate: float  # images per second after start-up
     runtime: str
     engine: str  # "in-process" or "ray: N actors x T threads at ADDRESS"
 
@@ -95,25 +97,29 @@ def predict_to_file(artifact: str | Path, data: Sequence[str | Path], out: str |
         sink.mark()  # an error before any new row leaves the earlier files as they were
         todo = _pending(iter_entries(data), done)
         run = _on_ray if ray is not None else _in_process
-        predicted, failed, name, engine = run(
+        predicted, failed, name, engine, began = run(
             artifact, todo, sink, ray=ray, workers=workers, threads=threads,
             batch_size=batch_size, topk=topk, logits=logits, runtime=runtime,
             precision=precision, settings=settings, max_pixels=max_pixels, verify=verify,
             total=None if ray is not None else sum(1 for _ in _pending(iter_entries(data), done)),
             say=say)
-    seconds = time.perf_counter() - start
+    end = time.perf_counter()
+    seconds, new, startup = end - start, predicted + failed, began - start
     return BulkResult(str(out), fmt, sink.count, predicted, failed, len(done), seconds,
-                      (predicted + failed) / seconds if seconds > 0 else 0.0, name, engine)
+                      new / seconds if seconds > 0 else 0.0, startup,
+                      new / (end - start - startup) if end - start > startup else 0.0,
+                      name, engine)
 
 
 def _in_process(artifact, todo: Iterator[Entry], sink: Sink, *, workers: int, threads, batch_size,
                 topk, logits, runtime, precision, settings, max_pixels, verify, total: int, say,
-                **_ray) -> tuple[int, int, str, str]:
+                **_ray) -> tuple[int, int, str, str, float]:
     from ..predictor import Predictor
 
     predicted = failed = seen = 0
     with Predictor(artifact, runtime=runtime, precision=precision, threads=threads,
                    settings=settings, verify=verify) as pred, ThreadPoolExecutor(workers) as pool:
+        began = time.perf_counter()
         pre = pred.info.preprocess
         pending = None
         for chunk in _chunks(todo, batch_size):
@@ -128,46 +134,58 @@ def _in_process(artifact, todo: Iterator[Entry], sink: Sink, *, workers: int, th
         if pending is not None:
             p, f = _finish(pending, pred, sink, topk, logits)
             predicted, failed = predicted + p, failed + f
-        return predicted, failed, pred.runtime.name, "in-process"
+        return predicted, failed, pred.runtime.name, "in-process", began
 
 
 def _on_ray(artifact, todo: Iterator[Entry], sink: Sink, *, ray: str, workers: int, threads,
             batch_size, topk, logits, runtime, precision, settings, max_pixels, verify, say,
-            **_local) -> tuple[int, int, str, str]:
+            **_local) -> tuple[int, int, str, str, float]:
     """The driver checks the artifact (manifest, preprocessing) but loads no model: actors do."""
     import json
 
     from ..artifact import read_artifact_info, verify_artifact
-    from .ray_engine import Job, cluster, stream
+    from .ray_engine import Job, actor_settings, cluster, stream
 
     if verify:
         verify_artifact(artifact)
     info = read_artifact_info(artifact)
-    job = Job(str(Path(artifact).absolute()), runtime, precision, settings, topk, logits)
+    job = Job(str(Path(artifact).absolute()), runtime, precision,
+              actor_settings(artifact, runtime, settings), topk, logits)
     predicted = failed = 0
     name = runtime or "?"
     with cluster(ray, workers, threads) as plan:
+        began = time.perf_counter()
         total, batches = stream(todo, job, plan, batch_size=batch_size, max_pixels=max_pixels,
                                 pre=info.preprocess)
         for b in batches:
-            for i in range(len(b["image"])):
-                row = _row(b, i, logits)
-                sink.add(row)
-                predicted, failed = predicted + row.ok, failed + (not row.ok)
+            cols = _columns(b, info.labels, logits)
+            sink.add_columns(cols)
+            ok = sum(cols["ok"])
+            predicted, failed = predicted + ok, failed + len(cols["ok"]) - ok
             name = json.loads(str(b["runtime"][0]))["name"]
             say(predicted + failed, max(total, 1), f"{predicted + failed} of {total} images")
     return predicted, failed, name, (f"ray: {plan.actors} actor(s) x {plan.threads} thread(s) "
-                                     f"at {plan.address}")
+                                     f"at {plan.address}"), began
 
 
-def _row(b: dict, i: int, logits: bool) -> Row:
-    """Row ``i`` of a result batch ("" and -1 stand for none: numpy columns have no null)."""
-    label = int(b["label"][i])
-    return Row(str(b["image"][i]), int(b["size"][i]), int(b["mtime_ns"][i]), bool(b["ok"][i]),
-               str(b["error"][i]) or None, label if label >= 0 else None,
-               [int(v) for v in b["topk_ids"][i]], [str(v) for v in b["topk_labels"][i]],
-               [float(v) for v in b["topk_scores"][i]],
-               [float(v) for v in b["logits"][i]] if logits else None)
+def _columns(b: dict, labels: list[str], logits: bool) -> dict[str, list]:
+    """A result batch as the sink's columns ("" and -1 stand for none: numpy has no null); ids
+    named as ``predictor.topk`` names them; a failed row has empty lists."""
+    ok = [bool(v) for v in b["ok"]]
+    ids = [i if good else [] for i, good in zip(b["topk_ids"].tolist(), ok, strict=True)]
+    cols = {
+        "image": [str(v) for v in b["image"]], "size": b["size"].tolist(),
+        "mtime_ns": b["mtime_ns"].tolist(), "ok": ok,
+        "error": [str(v) or None for v in b["error"]],
+        "label": [v if v >= 0 else None for v in b["label"].tolist()],
+        "topk_ids": ids,
+        "topk_labels": [[labels[c] if c < len(labels) else str(c) for c in i] for i in ids],
+        "topk_scores": [s if good else [] for s, good in
+                        zip(b["topk_scores"].tolist(), ok, strict=True)]}
+    if logits:
+        cols["logits"] = [v if good else None for v, good in
+                          zip(b["logits"].tolist(), ok, strict=True)]
+    return cols
 
 
 def _prepare(e: Entry, pre, max_pixels: int | None) -> np.ndarray:

@@ -72,6 +72,10 @@ def check_output(out: Path, force: bool, resume: bool) -> str:
     return fmt
 
 
+COLUMNS = ("image", "size", "mtime_ns", "ok", "error", "label", "topk_ids", "topk_labels",
+           "topk_scores")
+
+
 def _schema(logits: bool):
     import pyarrow as pa
 
@@ -105,13 +109,15 @@ def read_rows(path: Path) -> Iterator[Row]:
 
 
 class Sink:
-    """Rows in, the output file out (see the module's invariant)."""
+    """Rows in (one by one, or a batch's columns at once), the output file out (see the
+    module's invariant). Held column-wise: Parquet gets whole columns, no per-row dicts."""
 
     def __init__(self, out: Path, fmt: str, logits: bool) -> None:
         self.out, self.fmt, self.logits = out, fmt, logits
         self.partial = partial_path(out)
         self.tmp = out.with_name(f".{out.name}.writing")
-        self._rows: list[Row] = []
+        self.columns = COLUMNS + (("logits",) if logits else ())
+        self._cols: dict[str, list] = {c: [] for c in self.columns}
         self._writer = None
         self._file = None
         self.count = 0
@@ -131,24 +137,36 @@ class Sink:
         return self
 
     def add(self, row: Row) -> None:
-        self._rows.append(row)
-        self.count += 1
-        if len(self._rows) >= FLUSH_ROWS:
+        for c in self.columns:
+            self._cols[c].append(getattr(row, c))
+        self._added(1)
+
+    def add_columns(self, cols: dict[str, list]) -> None:
+        """Equal-length lists, one per column (``logits`` only when the sink stores it)."""
+        n = len(cols["image"])
+        for c in self.columns:
+            self._cols[c].extend(cols[c])
+        self._added(n)
+
+    def _added(self, n: int) -> None:
+        self.count += n
+        if len(self._cols["image"]) >= FLUSH_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        if not self._rows:
+        if not self._cols["image"]:
             return
-        recs = [{k: v for k, v in r.__dict__.items() if self.logits or k != "logits"}
-                for r in self._rows]
         if self._file is not None:
-            self._file.writelines(json.dumps(r) + "\n" for r in recs)
+            names = self.columns
+            self._file.writelines(json.dumps(dict(zip(names, values, strict=True))) + "\n"
+                                  for values in zip(*(self._cols[c] for c in names), strict=True))
             self._file.flush()
         else:
             import pyarrow as pa
 
-            self._writer.write_table(pa.Table.from_pylist(recs, schema=_schema(self.logits)))
-        self._rows.clear()
+            self._writer.write_table(pa.Table.from_pydict(self._cols, schema=_schema(self.logits)))
+        for c in self.columns:
+            self._cols[c].clear()
 
     def __exit__(self, exc_type, *_exc: object) -> None:
         self.flush()

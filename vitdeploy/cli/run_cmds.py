@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import VitdeployError
+from ..errors import OptionError, VitdeployError
 from .base import (
     AsJson,
     BadImages,
@@ -73,6 +73,11 @@ def predict(
     """Classify images with an exported or converted model."""
     images_opts = image_options(bad_images, max_pixels)
     check_threads(threads)
+    if out_file is None and (ray is not None or resume or force or logits):
+        used = next(f for f, v in (("--ray", ray is not None), ("--resume", resume),
+                                   ("--force", force), ("--logits", logits)) if v)
+        raise OptionError(f"{used} applies to bulk prediction: add --out preds.parquet (or "
+                          ".jsonl)")
     if out_file is not None:
         from .bulk_cmds import predict_to_file
 
@@ -274,6 +279,9 @@ def eval_cmd(
     if save is not None:
         check_save_path(save)
 
+    if ray is None and workers != 1:
+        raise OptionError("--workers applies to --ray (model actors per artifact); add --ray auto "
+                          "or --ray HOST:PORT")
     if ray is not None:
         from ..bulk import evaluate_on_ray as evaluate_many  # the same rows, on Ray
     opts = {"ray": ray, "workers": workers} if ray is not None else {}
