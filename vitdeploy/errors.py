@@ -69,3 +69,9 @@ class CheckNotMet(VitdeployError):
     """A measured check the user asked for was not met (an accuracy budget): exit code 2."""
 
     exit_code = 2
+
+
+class Interrupted(VitdeployError):
+    """Ctrl-C, where something was kept to resume from (the message says what and how)."""
+
+    exit_code = 130

@@ -62,13 +62,13 @@ def _actor_pids() -> set[int]:
 
 def test_actor_killed_mid_run_loses_and_duplicates_nothing(sample, sample_onnx, tmp_path):
     data = tmp_path / "imgs"
-    for copy in range(8):  # 2,880 images: the run outlives the kill
+    for copy in range(16):  # 5,760 images one per batch: the run outlives the kill
         shutil.copytree(ROOT / sample["test_dir"], data / f"copy{copy}")
     out = tmp_path / "preds.parquet"
     env = {**os.environ, "GLOG_minloglevel": "2"}
     p = subprocess.Popen([sys.executable, "-m", "vitdeploy.cli", "predict", str(sample_onnx),
                           str(data), "--out", str(out), "--ray", "auto", "--workers", "1",
-                          "--batch-size", "4", "--json"], stdout=subprocess.PIPE,
+                          "--batch-size", "1", "--json"], stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True, env=env)
     try:
         deadline = time.monotonic() + 240
@@ -91,9 +91,44 @@ def test_actor_killed_mid_run_loses_and_duplicates_nothing(sample, sample_onnx, 
     assert restarted
     images = sorted(str(f) for f in data.rglob("*.png"))
     rows = pq.read_table(out).to_pylist()
-    assert len(rows) == len(images) == 2880 == json.loads(stdout)["images"]
+    assert len(rows) == len(images) == 5760 == json.loads(stdout)["images"]
     assert sorted(x["image"] for x in rows) == images  # none missing, none twice
     assert all(x["ok"] and len(x["topk_ids"]) == 5 for x in rows)
+
+
+def test_ctrl_c_keeps_a_partial_file_that_resume_finishes(sample, sample_onnx, tmp_path):
+    data = tmp_path / "imgs"
+    for copy in range(24):  # 8,640 images one per batch: ~20 s, the first rows after ~4 s
+        shutil.copytree(ROOT / sample["test_dir"], data / f"copy{copy}")
+    out = tmp_path / "preds.jsonl"
+    env = {**os.environ, "GLOG_minloglevel": "2"}
+    p = subprocess.Popen(  # SIGINT restored: a background 'make test' inherits it ignored
+        [sys.executable, "-m", "vitdeploy.cli", "predict", str(sample_onnx), str(data), "--out",
+         str(out), "--ray", "auto", "--workers", "1", "--batch-size", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 240
+        while not _actor_pids() and time.monotonic() < deadline and p.poll() is None:
+            time.sleep(0.2)
+        time.sleep(8)  # the first shard's rows have reached the driver
+        assert p.poll() is None, "the run ended before Ctrl-C: make the data larger"
+        p.send_signal(signal.SIGINT)
+        _, stderr = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    partial = tmp_path / ".preds.jsonl.partial"
+    assert p.returncode == 130 and "--resume" in stderr and partial.is_file(), stderr[-2000:]
+    assert not out.exists() and not (tmp_path / ".preds.jsonl.writing").exists()
+    kept = len(partial.read_text().splitlines())
+    r = run_cli("predict", sample_onnx, data, "--out", out, "--resume", "--json", timeout=300)
+    assert r.code == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["resumed"] == kept and res["predicted"] == 8640 - kept
+    rows = [json.loads(ln) for ln in out.read_text().splitlines()]
+    assert sorted(x["image"] for x in rows) == sorted(str(f) for f in data.rglob("*.png"))
+    assert not partial.exists()
 
 
 def test_worker_that_cannot_load_the_artifact_fails_in_one_line(sample, sample_onnx, tmp_path):

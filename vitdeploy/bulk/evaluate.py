@@ -50,10 +50,9 @@ def evaluate_on_ray(artifacts: Sequence[str | Path], data: str | Path, *, ray: s
             say(f"evaluating {artifact} on Ray ({n}/{len(artifacts)}): {len(pairs)} images")
             job = Job(str(Path(artifact).absolute()), runtime, None,
                       actor_settings(artifact, runtime, settings_for(artifact, runtime, settings)),
-                      5, False, by_raw=True)
+                      5, False, batch_size, by_raw=True)
             _, batches = stream((Entry(str(p), cid) for p, cid in pairs), job, plan,
-                                batch_size=batch_size, max_pixels=max_pixels,
-                                pre=info.preprocess)
+                                max_pixels=max_pixels, pre=info.preprocess)
             rows.append(_tally(str(artifact), batches, on_bad_image))
     for row in rows[1:]:
         row.delta_top1 = (row.top1 - rows[0].top1) * 100

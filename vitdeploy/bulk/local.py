@@ -130,7 +130,7 @@ def _in_process(artifact, todo: Iterator[Entry], sink: Sink, *, workers: int, th
                 predicted, failed = predicted + p, failed + f
             pending = futures
             seen += len(chunk)
-            say(seen, max(total, 1), f"{seen} of {total} images")
+            say(seen, max(total, 1), _progress(seen, total, began))
         if pending is not None:
             p, f = _finish(pending, pred, sink, topk, logits)
             predicted, failed = predicted + p, failed + f
@@ -150,12 +150,12 @@ def _on_ray(artifact, todo: Iterator[Entry], sink: Sink, *, ray: str, workers: i
         verify_artifact(artifact)
     info = read_artifact_info(artifact)
     job = Job(str(Path(artifact).absolute()), runtime, precision,
-              actor_settings(artifact, runtime, settings), topk, logits)
+              actor_settings(artifact, runtime, settings), topk, logits, batch_size)
     predicted = failed = 0
     name = runtime or "?"
     with cluster(ray, workers, threads) as plan:
         began = time.perf_counter()
-        total, batches = stream(todo, job, plan, batch_size=batch_size, max_pixels=max_pixels,
+        total, batches = stream(todo, job, plan, max_pixels=max_pixels,
                                 pre=info.preprocess)
         for b in batches:
             cols = _columns(b, info.labels, logits)
@@ -163,9 +163,16 @@ def _on_ray(artifact, todo: Iterator[Entry], sink: Sink, *, ray: str, workers: i
             ok = sum(cols["ok"])
             predicted, failed = predicted + ok, failed + len(cols["ok"]) - ok
             name = json.loads(str(b["runtime"][0]))["name"]
-            say(predicted + failed, max(total, 1), f"{predicted + failed} of {total} images")
+            say(predicted + failed, max(total, 1), _progress(predicted + failed, total, began))
     return predicted, failed, name, (f"ray: {plan.actors} actor(s) x {plan.threads} thread(s) "
                                      f"at {plan.address}"), began
+
+
+def _progress(done: int, total: int, began: float) -> str:
+    """The bar's text: counts and the rate so far (the bar adds elapsed time and ETA)."""
+    seconds = time.perf_counter() - began
+    rate = f", {done / seconds:,.0f} images/s" if seconds > 0 else ""
+    return f"{done:,} of {total:,} images{rate}"
 
 
 def _columns(b: dict, labels: list[str], logits: bool) -> dict[str, list]:

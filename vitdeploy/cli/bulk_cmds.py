@@ -15,6 +15,8 @@ def predict_to_file(artifact: Path, images: list[Path], out: Path, k: int, runti
     from dataclasses import asdict
 
     from ..bulk import predict_to_file as run
+    from ..bulk.sink import partial_path
+    from ..errors import Interrupted
 
     bar = ProgressBar(eta=True)
     try:
@@ -22,6 +24,11 @@ def predict_to_file(artifact: Path, images: list[Path], out: Path, k: int, runti
                      runtime=runtime, precision=precision, threads=threads, settings=settings,
                      logits=logits, resume=resume, force=force, max_pixels=max_pixels,
                      verify=verify, ray=ray, progress=bar.update)
+    except KeyboardInterrupt:
+        if not partial_path(out).is_file():
+            raise
+        raise Interrupted(f"interrupted; the rows written so far are kept in "
+                          f"{partial_path(out)}: rerun with --resume to finish") from None
     finally:
         bar.stop()
     if as_json:

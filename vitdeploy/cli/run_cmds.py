@@ -48,7 +48,8 @@ def predict(
     images: list[Path] = typer.Argument(..., help="Image files or directories."),
     k: int = typer.Option(5, "--topk", "-k", min=1, help="Classes to show per image."),
     runtime: RuntimeName = None,
-    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Images per inference call."),
+    batch_size: Optional[int] = typer.Option(
+        None, "--batch-size", min=1, help="Images per inference call [default: 8; 32 with --out]."),
     precision: Precision = None,
     threads: Threads = None,
     setting: Settings = None,
@@ -81,14 +82,14 @@ def predict(
     if out_file is not None:
         from .bulk_cmds import predict_to_file
 
-        return predict_to_file(artifact, images, out_file, k, runtime, batch_size, precision,
+        return predict_to_file(artifact, images, out_file, k, runtime, batch_size or 32, precision,
                                threads, parse_settings(setting), not no_verify, max_pixels,
                                resume, force, workers, logits, ray, as_json)
     from ..predictor import Predictor
 
     with Predictor(artifact, runtime=runtime, precision=precision, model=model, threads=threads,
                    settings=parse_settings(setting), verify=not no_verify) as pred:
-        results = pred.predict_images(images, topk_k=k, batch_size=batch_size, **images_opts)
+        results = pred.predict_images(images, topk_k=k, batch_size=batch_size or 8, **images_opts)
     warn_skipped(results.skipped)  # stderr only: the --json list format stays as it was
     if as_json:
         return print_json([r.to_dict() for r in results])
