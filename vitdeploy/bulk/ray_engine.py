@@ -34,10 +34,11 @@ from ..quiet import terminal_only_for_us
 from ..resources import physical_cores
 from .sources import Entry
 
-SHARD_ROWS = 1024  # entries per object-store shard: Ray's unit of work (128: 2x slower here)
+SHARD_ROWS = 1024  # entries per object-store shard: Ray's unit of reading (and of a retry)
 CALL_BYTES = 64 << 20  # crops per Ray call, at most SHARD_ROWS: whole model batches of them.
-# At 32 rows a call, Ray's cost per call held 1 actor to 0.6x the in-process rate here (DeiT
-# digits, 32x32); at 1,024, 0.9x. The model still runs --batch-size at a time.
+# At one batch of 32 a call, Ray's cost per call held 1 actor to 0.6x the in-process rate here
+# (DeiT digits, 32x32); with calls of 1,024 it runs 1.16x (docs/bulk.md). The model still runs
+# --batch-size at a time.
 DECODE_CPUS = 0.5  # a light task: it fits beside the actors' whole CPUs
 CONNECT_TIMEOUT_S = 5.0
 RESULT_COLUMNS = ("image", "size", "mtime_ns", "ok", "error", "label", "topk_ids", "topk_scores",
