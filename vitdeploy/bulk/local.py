@@ -11,7 +11,6 @@ Invariants:
 from __future__ import annotations
 
 import itertools
-import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,7 +23,7 @@ from ..errors import ImageError
 from ..options import positive_int
 from ..resources import check_threads
 from .sink import Row, Sink, check_output, partial_path, read_rows
-from .sources import Entry, check_sources, iter_entries
+from .sources import Entry, check_sources, iter_entries, stat_key
 
 Progress = Callable[[float, float, str], None]
 Key = tuple[str, int, int]
@@ -46,18 +45,10 @@ class BulkResult:
     engine: str  # "in-process" or "ray: N actors x T threads at ADDRESS"
 
 
-def _stat(path: str) -> tuple[int, int]:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return -1, -1
-    return st.st_size, st.st_mtime_ns
-
-
 def _pending(entries: Iterable[Entry], done: set[Key]) -> Iterator[Entry]:
     """Entries no earlier run finished (an image is its path, size and mtime)."""
     for e in entries:
-        if not done or (e.path, *_stat(e.path)) not in done:
+        if not done or (e.path, *stat_key(e.path)) not in done:
             yield e
 
 
@@ -123,7 +114,7 @@ def _in_process(artifact, todo: Iterator[Entry], sink: Sink, *, workers: int, th
         pre = pred.info.preprocess
         pending = None
         for chunk in _chunks(todo, batch_size):
-            futures = [(e, _stat(e.path), pool.submit(_prepare, e, pre, max_pixels))
+            futures = [(e, stat_key(e.path), pool.submit(_prepare, e, pre, max_pixels))
                        for e in chunk]
             if pending is not None:  # run the previous batch while this one decodes
                 p, f = _finish(pending, pred, sink, topk, logits)
@@ -152,7 +143,7 @@ def _on_ray(artifact, todo: Iterator[Entry], sink: Sink, *, ray: str, workers: i
     job = Job(str(Path(artifact).absolute()), runtime, precision,
               actor_settings(artifact, runtime, settings), topk, logits, batch_size)
     predicted = failed = 0
-    name = runtime or "?"
+    name: str | None = None  # the actors' runtime, from the first batch
     with cluster(ray, workers, threads) as plan:
         began = time.perf_counter()
         total, batches = stream(todo, job, plan, max_pixels=max_pixels,
@@ -162,10 +153,11 @@ def _on_ray(artifact, todo: Iterator[Entry], sink: Sink, *, ray: str, workers: i
             sink.add_columns(cols)
             ok = sum(cols["ok"])
             predicted, failed = predicted + ok, failed + len(cols["ok"]) - ok
-            name = json.loads(str(b["runtime"][0]))["name"]
+            if name is None:
+                name = json.loads(str(b["runtime"][0]))["name"]
             say(predicted + failed, max(total, 1), _progress(predicted + failed, total, began))
-    return predicted, failed, name, (f"ray: {plan.actors} actor(s) x {plan.threads} thread(s) "
-                                     f"at {plan.address}"), began
+    engine = f"ray: {plan.actors} actor(s) x {plan.threads} thread(s) at {plan.address}"
+    return predicted, failed, name or runtime or "?", engine, began
 
 
 def _progress(done: int, total: int, began: float) -> str:

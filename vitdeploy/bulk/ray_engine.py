@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import ArtifactError, OptionError, VitdeployError, first_line
 from ..quiet import terminal_only_for_us
 from ..resources import physical_cores
-from .sources import Entry
+from .sources import Entry, stat_key
 
 SHARD_ROWS = 1024  # entries per object-store shard: Ray's unit of reading (and of a retry)
 CALL_BYTES = 64 << 20  # crops per Ray call, at most SHARD_ROWS: whole model batches of them.
@@ -41,8 +41,6 @@ CALL_BYTES = 64 << 20  # crops per Ray call, at most SHARD_ROWS: whole model bat
 # --batch-size at a time.
 DECODE_CPUS = 0.5  # a light task: it fits beside the actors' whole CPUs
 CONNECT_TIMEOUT_S = 5.0
-RESULT_COLUMNS = ("image", "size", "mtime_ns", "ok", "error", "label", "topk_ids", "topk_scores",
-                  "logits", "runtime")
 
 
 # Runtime settings an actor starts from (the user's --setting wins): ONNX Runtime's threads
@@ -71,7 +69,6 @@ class Plan:
     address: str
     actors: int
     threads: int
-    cpus: float  # the CPUs Ray has
 
 
 @dataclass(frozen=True)
@@ -139,7 +136,7 @@ def _plan(address: str, actors: int, threads: int | None) -> Plan:
         raise OptionError(f"--workers {actors} x --threads {threads} does not fit the Ray "
                           f"cluster's {total:g} CPUs ({widest:g} on its widest node) with room "
                           "to decode images; lower --workers or --threads")
-    return Plan(address, actors, threads, total)
+    return Plan(address, actors, threads)
 
 
 @contextlib.contextmanager
@@ -209,11 +206,7 @@ def _decode(batch: dict, pre, max_pixels: int | None) -> dict:
     blank = np.zeros((pre.crop_size, pre.crop_size, 3), np.uint8)
     for path, label in zip(batch["image"], batch["label"], strict=True):
         path = str(path)
-        try:
-            st = os.stat(path)
-            size, mtime = st.st_size, st.st_mtime_ns
-        except OSError:
-            size = mtime = -1
+        size, mtime = stat_key(path)
         try:
             crop, ok, err = crop_image(path, pre, max_pixels), True, ""
         except ImageError as e:
@@ -301,7 +294,9 @@ def _worker_error(e: Exception) -> VitdeployError:
 
 def stream(entries: Iterable[Entry], job: Job, plan: Plan, *,
            max_pixels: int | None, pre) -> tuple[int, Iterator[dict]]:
-    """(number of entries, their result batches in entry order); columns: RESULT_COLUMNS."""
+    """(number of entries, their result batches in entry order); columns: image, size,
+    mtime_ns, ok, error, label (the decode task's) and topk_ids, topk_scores, logits, runtime
+    (the actor's)."""
     import ray
     import ray.data
 

@@ -91,6 +91,16 @@ def iter_entries(data: Sequence[str | Path]) -> Iterator[Entry]:
                              "files or text files of paths)")
 
 
+def stat_key(path: str) -> tuple[int, int]:
+    """(size, mtime_ns) of an image, the key of a done row with its path; (-1, -1) when it
+    cannot be stat'ed (its row then fails where it is decoded)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return -1, -1
+    return st.st_size, st.st_mtime_ns
+
+
 def check_sources(data: Sequence[str | Path]) -> None:
     """Every DATA argument exists, before any output is opened."""
     if not data:
