@@ -73,3 +73,14 @@ def test_bulk_options_need_their_mode(sample, sample_export, tmp_path, args, nee
     where = ("--data", data) if cmd == "eval" else (data,)
     r = invoke(cmd, sample_export, *where, *rest)
     assert_one_line_error(r, needle)
+
+
+def test_force_never_replaces_an_input(sample, sample_export, tmp_path):
+    listed = tmp_path / "paths.jsonl"  # a text file of paths, named like an output
+    images = sorted((ROOT / sample["test_dir"] / "3").iterdir())[:3]
+    listed.write_text("".join(f"{p}\n" for p in images))
+    before = listed.read_bytes()
+    r = invoke("predict", sample_export, listed, "--out", listed, "--force")
+    assert_one_line_error(r, "is one of the inputs")
+    assert listed.read_bytes() == before and sorted(tmp_path.iterdir()) == [listed]
+

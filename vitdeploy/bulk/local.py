@@ -23,7 +23,7 @@ from ..errors import ImageError
 from ..options import positive_int
 from ..resources import check_threads
 from .sink import Row, Sink, check_output, partial_path, read_rows
-from .sources import Entry, check_sources, iter_entries, stat_key
+from .sources import Entry, check_not_an_input, check_sources, iter_entries, stat_key
 
 Progress = Callable[[float, float, str], None]
 Key = tuple[str, int, int]
@@ -80,6 +80,7 @@ def predict_to_file(artifact: str | Path, data: Sequence[str | Path], out: str |
     check_threads(threads)
     out = Path(out)
     check_sources(data)
+    check_not_an_input(out, data)
     fmt = check_output(out, force, resume)
     carried = [p for p in (out, partial_path(out)) if resume and p.is_file()]
     start = time.perf_counter()

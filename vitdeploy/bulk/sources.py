@@ -109,3 +109,14 @@ def check_sources(data: Sequence[str | Path]) -> None:
         if not Path(raw).exists():
             raise ImageError(f"{raw} not found (expected image folders, image files, PaddleClas "
                              "list files or text files of paths)")
+
+
+def check_not_an_input(out: Path, data: Sequence[str | Path]) -> None:
+    """``--out`` is none of the DATA arguments: ``--force`` or ``--resume`` never replaces an
+    input (a text file of paths named like an output)."""
+    if not out.exists():
+        return
+    for raw in data:
+        if Path(raw).exists() and os.path.samefile(raw, out):
+            raise ImageError(f"--out {out} is one of the inputs (DATA); write the predictions to "
+                             "another file")
